@@ -1,0 +1,1 @@
+"""Jumpstarter driver for Renode virtual boards."""

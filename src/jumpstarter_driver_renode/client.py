@@ -1,0 +1,101 @@
+"""Client side: `RenodeClient` (the composite), and the flasher and console clients."""
+
+from __future__ import annotations
+
+import click
+from jumpstarter_driver_composite.client import CompositeClient
+from jumpstarter_driver_pyserial.client import PySerialClient
+
+from jumpstarter.client import FlasherClient
+from jumpstarter.client.decorators import driver_click_group
+from jumpstarter.client.flasher import PathBuf
+
+
+class RenodeClient(CompositeClient):
+    """A Renode target: `power`, `flasher`, `console` (+ named UARTs) children and monitor calls."""
+
+    @property
+    def platform(self) -> str | None:
+        return self.call("get_platform")
+
+    @property
+    def uart(self) -> str:
+        return self.call("get_uart")
+
+    @property
+    def machine_name(self) -> str:
+        return self.call("get_machine_name")
+
+    def reset(self) -> None:
+        """Reset the machine in place (`machine Reset`), without restarting Renode."""
+        self.call("reset_machine")
+
+    def monitor_cmd(self, command: str) -> str:
+        """Run a raw monitor command (only if the exporter sets allow_raw_monitor); returns its output."""
+        return self.call("monitor", command)
+
+    def cli(self):
+        base = super().cli()
+
+        @base.command(context_settings={"ignore_unknown_options": True})
+        @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+        def monitor(command):
+            """Run a raw Renode monitor command (needs allow_raw_monitor on the exporter)"""
+            output = self.monitor_cmd(" ".join(command))
+            if output:
+                click.echo(output)
+
+        @base.command(name="reset")
+        def reset_cmd():
+            """Reset the running machine (firmware restarts; Renode keeps running)"""
+            self.reset()
+
+        return base
+
+
+class RenodeFlasherClient(FlasherClient):
+    """FlasherClient plus a load address for raw binaries."""
+
+    def flash(self, path: PathBuf, *, target: str | None = None, load_address: str | int | None = None, **kwargs):
+        """Flash an ELF, Intel HEX or raw binary; raw binaries need `load_address` (e.g. "0x08000000")."""
+        if load_address is not None:
+            if target is not None:
+                raise ValueError("give either target or load_address, not both")
+            target = hex(load_address) if isinstance(load_address, int) else load_address
+        return super().flash(path, target=target, **kwargs)
+
+    def cli(self):
+        @driver_click_group(self)
+        def base():
+            """Renode firmware loader (ELF, Intel HEX, raw binary)"""
+
+        @base.command()
+        @click.argument("file")
+        @click.option("--load-address", "-a", default=None, help="Load address for raw binaries, e.g. 0x08000000")
+        def flash(file, load_address):
+            """Flash FILE (format detected from its content)"""
+            kind = self.flash(file, load_address=load_address)
+            click.echo(f"flashed {file} ({kind})")
+
+        @base.command()
+        @click.argument("file")
+        def dump(file):
+            """Not supported on Renode targets"""
+            self.dump(file)
+
+        return base
+
+
+class RenodeConsoleClient(PySerialClient):
+    """PySerial's client (pexpect, start-console, pipe) plus `start` as a short alias."""
+
+    def cli(self):
+        base = super().cli()
+        start_console = base.commands["start-console"]
+
+        @base.command(name="start")
+        def start():
+            """Start the console (alias of start-console); exit with CTRL+B x 3"""
+            click.get_current_context().invoke(start_console)
+
+        return base

@@ -1,0 +1,297 @@
+"""The Renode composite driver: configuration, power, flasher and console children."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from jumpstarter_driver_power.driver import PowerInterface, PowerReading
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from jumpstarter.driver import Driver, FlasherInterface, export, exportstream
+
+from . import commands
+from .errors import RenodeNotRunningError, UnsafeInputError
+from .firmware import detect_format
+from .instance import BoardSpec, Firmware, RenodeInstance
+from .uart import DEFAULT_BACKLOG, UartChannel
+
+MAIN_CONSOLE = "console"
+_RESERVED_CHILDREN = {"power", "flasher", MAIN_CONSOLE, "gdb"}
+
+
+@pydantic_dataclass(kw_only=True, config=ConfigDict(arbitrary_types_allowed=True, extra="forbid"))
+class Renode(Driver):
+    """A board emulated by Renode, described entirely by the exporter config."""
+
+    platform: str | None = None
+    script: str | None = None
+    uart: str = "sysbus.uart0"
+    uarts: dict[str, str] = Field(default_factory=dict)
+    machine_name: str = "machine-0"
+    monitor_port: int = Field(default=0, ge=0, le=65535)
+    extra_commands: list[str] = Field(default_factory=list)
+    allow_raw_monitor: bool = False
+    renode_path: str | None = None
+    load_address: str | int | None = None
+    startup_timeout: float = Field(default=60.0, gt=0, le=3600)
+    command_timeout: float = Field(default=30.0, gt=0, le=3600)
+    console_backlog: int = Field(default=DEFAULT_BACKLOG, ge=0, le=256 * 1024 * 1024)
+
+    def __post_init__(self):
+        self._renode_log_level = _split_log_level(self)
+        super().__post_init__()
+        self._validate()
+        self._channels = {
+            name: UartChannel(name, self.console_backlog) for name in [MAIN_CONSOLE, *self.uarts]
+        }
+        self._instance: RenodeInstance | None = None
+        self._firmware: Firmware | None = None
+        self._power_lock = anyio.Lock()
+        self._workdir: Path | None = None
+        self._images = itertools.count(1)
+        self.children["power"] = RenodePower(parent=self)
+        self.children["flasher"] = RenodeFlasher(parent=self)
+        self.children[MAIN_CONSOLE] = RenodeConsole(channel=self._channels[MAIN_CONSOLE])
+        for name in self.uarts:
+            self.children[name] = RenodeConsole(channel=self._channels[name])
+        if self.monitor_port:
+            self.logger.warning(
+                "monitor_port=%d is ignored: the monitor runs over a private pipe, never a TCP port", self.monitor_port
+            )
+
+    def _validate(self) -> None:
+        if (self.platform is None) == (self.script is None):
+            raise ValueError("set exactly one of `platform` (a .repl file) or `script` (a .resc file)")
+        try:
+            if self.platform is not None:
+                commands.platform_token(self.platform)
+                if self.platform.startswith("/") and not Path(self.platform).is_file():
+                    raise ValueError(f"platform file not found: {self.platform}")
+            if self.script is not None:
+                if not Path(self.script).is_absolute():
+                    raise ValueError(f"script must be an absolute path (Renode changes its working directory): {self.script}")
+                if not Path(self.script).is_file():
+                    raise ValueError(f"script file not found: {self.script}")
+                commands.path_token(self.script)
+            commands.check_name(self.machine_name, "machine_name")
+            commands.check_peripheral(self.uart, "uart")
+            for name, peripheral in self.uarts.items():
+                commands.check_name(name, "uarts key")
+                if name in _RESERVED_CHILDREN:
+                    raise ValueError(f"uarts key {name!r} clashes with a built-in child; pick another name")
+                commands.check_peripheral(peripheral, f"uarts[{name}]")
+            for command in self.extra_commands:
+                commands.check_line(command, "extra_commands entry")
+            if self.load_address is not None:
+                self.load_address = commands.parse_address(self.load_address)
+        except UnsafeInputError as exc:
+            raise ValueError(str(exc)) from None
+
+    @classmethod
+    def client(cls) -> str:
+        return "jumpstarter_driver_renode.client.RenodeClient"
+
+    # -- state shared with the children ----------------------------------------------------------
+
+    @property
+    def workdir(self) -> Path:
+        """This target's private directory: log, PTY links, firmware copies, Renode's temp files."""
+        if self._workdir is None or not self._workdir.exists():
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"jumpstarter-renode-{self.machine_name}-"))
+        return self._workdir
+
+    def board_spec(self) -> BoardSpec:
+        return BoardSpec(
+            renode_path=self.renode_path,
+            machine_name=self.machine_name,
+            platform=self.platform,
+            script=Path(self.script) if self.script else None,
+            uarts={MAIN_CONSOLE: self.uart, **self.uarts},
+            extra_commands=tuple(self.extra_commands),
+            log_level=self._renode_log_level,
+            startup_timeout=self.startup_timeout,
+            command_timeout=self.command_timeout,
+        )
+
+    def running(self) -> RenodeInstance:
+        instance = self._instance
+        if instance is None:
+            raise RenodeNotRunningError("the target is powered off; run `power on` first")
+        return instance
+
+    async def power_on(self) -> None:
+        async with self._power_lock:
+            if self._instance is not None:
+                if self._instance.process.returncode is None and self._instance.monitor.broken is None:
+                    return  # already on
+                self.logger.warning("Renode died since the last call (%s); restarting", self._instance.describe_failure())
+                await self._instance.stop()
+                self._instance = None
+            if self._firmware is None:
+                self.logger.warning("powering on without firmware: flash an image first unless extra_commands load one")
+            self._instance = await RenodeInstance.start(self.board_spec(), self.workdir, self._channels, self._firmware)
+
+    async def power_off(self) -> None:
+        async with self._power_lock:
+            instance, self._instance = self._instance, None
+            if instance is not None:
+                await instance.stop()
+
+    async def store_firmware(self, source: Any, address: str | int | None) -> str:
+        load_address = commands.parse_address(address) if address is not None else self.load_address
+        images = self.workdir / "firmware"
+        images.mkdir(exist_ok=True)
+        path = images / f"image-{next(self._images)}"
+        try:
+            async with self.resource(source) as res:
+                with path.open("wb") as out:  # page-cache writes of 64 KiB chunks: cheaper than a thread hop
+                    async for chunk in res:
+                        out.write(chunk)
+            kind = detect_format(path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if kind == "bin" and load_address is None:
+            path.unlink(missing_ok=True)
+            raise ValueError(
+                "this image is a raw binary (not ELF or Intel HEX): give its load address, e.g. "
+                "`flash fw.bin --load-address 0x08000000`, or set `load_address` in the exporter config"
+            )
+        firmware = Firmware(path, kind, load_address if kind == "bin" else None)
+        async with self._power_lock:
+            previous, self._firmware = self._firmware, firmware
+            if self._instance is not None:
+                try:
+                    await self._instance.reflash(firmware)
+                except BaseException:
+                    self._firmware = previous
+                    path.unlink(missing_ok=True)
+                    raise
+            if previous is not None and previous.path != firmware.path:
+                previous.path.unlink(missing_ok=True)
+        return kind
+
+    # -- exported calls --------------------------------------------------------------------------
+
+    @export
+    def get_platform(self) -> str | None:
+        return self.platform
+
+    @export
+    def get_uart(self) -> str:
+        return self.uart
+
+    @export
+    def get_machine_name(self) -> str:
+        return self.machine_name
+
+    @export
+    async def reset_machine(self) -> None:
+        """Reset the running machine in place (`machine Reset`): the firmware restarts from its image."""
+        async with self._power_lock:
+            await self.running().execute("machine Reset")
+
+    @export
+    async def monitor(self, command: str) -> str:
+        """Run a raw monitor command; refused unless the exporter config sets allow_raw_monitor."""
+        if not self.allow_raw_monitor:
+            raise PermissionError(
+                "raw monitor access is disabled on this exporter (set `allow_raw_monitor: true` in its config "
+                "to allow it: the monitor can read and write host files)"
+            )
+        try:
+            commands.check_line(command)
+        except UnsafeInputError as exc:
+            raise ValueError(str(exc)) from None
+        async with self._power_lock:
+            return await self.running().execute(command)
+
+    def close(self):
+        instance, self._instance = self._instance, None
+        if instance is not None:
+            instance.kill()  # close() runs on the event loop thread: no waiting here
+        for channel in self._channels.values():
+            channel.detach()
+        super().close()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+
+def _split_log_level(driver: Renode) -> str | None:
+    """`log_level` sets both Renode's log level and the driver's Python logger level."""
+    level = str(driver.log_level).lower()
+    if level not in commands.LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(commands.LOG_LEVELS)}: {driver.log_level!r}")
+    driver.log_level = "DEBUG" if level == "noisy" else level.upper()
+    return level
+
+
+@dataclass(kw_only=True)
+class RenodePower(PowerInterface, Driver):
+    parent: Renode
+
+    @export
+    async def on(self) -> None:
+        await self.parent.power_on()
+
+    @export
+    async def off(self) -> None:
+        await self.parent.power_off()
+
+    @export
+    async def read(self) -> AsyncGenerator[PowerReading, None]:
+        raise NotImplementedError("a Renode target has no power measurement")
+        yield  # pragma: no cover - makes this an async generator like the interface
+
+
+@dataclass(kw_only=True)
+class RenodeFlasher(FlasherInterface, Driver):
+    parent: Renode
+
+    @classmethod
+    def client(cls) -> str:
+        return "jumpstarter_driver_renode.client.RenodeFlasherClient"
+
+    @export
+    async def flash(self, source, target: str | None = None) -> str:
+        """Store an image (ELF, Intel HEX or raw binary; `target` = load address for raw binaries).
+
+        Before power-on the image is loaded by `on`; while running it is loaded now and the machine reset.
+        """
+        try:
+            return await self.parent.store_firmware(source, target)
+        except UnsafeInputError as exc:
+            raise ValueError(str(exc)) from None
+
+    @export
+    async def dump(self, target, partition: str | None = None):
+        raise NotImplementedError("reading firmware back from a Renode target is not supported")
+
+
+@dataclass(kw_only=True)
+class RenodeConsole(Driver):
+    """A UART of the board as a serial console (use with PySerial's client: pexpect, `start-console`)."""
+
+    channel: UartChannel = field(repr=False)
+
+    @classmethod
+    def client(cls) -> str:
+        return "jumpstarter_driver_renode.client.RenodeConsoleClient"
+
+    @exportstream
+    @asynccontextmanager
+    async def connect(self):
+        async with self.channel.subscribe() as stream:
+            yield stream
+
+

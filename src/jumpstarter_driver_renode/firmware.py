@@ -1,0 +1,86 @@
+"""Firmware images: the format from the content, and sanity checks before Renode sees them."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+ELF_MAGIC = b"\x7fELF"
+
+# Containers we recognise but cannot load: a clear error beats Renode loading them as raw bytes.
+_REFUSED = {
+    b"\x1f\x8b": "a gzip archive (decompress it first, or flash with --compression gzip)",
+    b"PK\x03\x04": "a zip archive",
+    b"UF2\n": "a UF2 image (convert it to ELF, HEX or raw binary)",
+    b"\xfd7zXZ": "an xz archive (decompress it first)",
+    b"(\xb5/\xfd": "a zstd archive (decompress it first)",
+}
+
+
+class FirmwareError(ValueError):
+    """The image cannot be loaded; the message says why."""
+
+
+def detect_format(path: Path) -> str:
+    """`elf`, `hex` or `bin`, from the file's content; raises FirmwareError for unusable images."""
+    size = path.stat().st_size
+    if size == 0:
+        raise FirmwareError("firmware image is empty (0 bytes)")
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.startswith(ELF_MAGIC):
+        check_elf_header(head, size)
+        return "elf"
+    for magic, what in _REFUSED.items():
+        if head.startswith(magic):
+            raise FirmwareError(f"firmware image is {what}")
+    if head.lstrip(b"\r\n\t ").startswith(b":") and _looks_like_text(head):
+        check_intel_hex(path)
+        return "hex"
+    return "bin"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    return all(b in b"\r\n" or 0x20 <= b < 0x7F for b in head)
+
+
+def check_elf_header(head: bytes, size: int) -> None:
+    """Reject ELF files whose header is truncated or inconsistent (Renode reports those poorly)."""
+    if len(head) < 6 or head[4] not in (1, 2) or head[5] not in (1, 2):
+        raise FirmwareError("firmware image starts like an ELF file but its header is corrupt (bad class or data encoding)")
+    is64 = head[4] == 2
+    endian = "<" if head[5] == 1 else ">"
+    header_size = 64 if is64 else 52
+    if size < header_size or len(head) < header_size:
+        raise FirmwareError(f"ELF image is truncated: {size} bytes, shorter than its {header_size}-byte header")
+    if is64:
+        phoff, _shoff = struct.unpack_from(endian + "QQ", head, 32)
+        phentsize, phnum = struct.unpack_from(endian + "HH", head, 54)
+    else:
+        phoff, _shoff = struct.unpack_from(endian + "II", head, 28)
+        phentsize, phnum = struct.unpack_from(endian + "HH", head, 42)
+    if phnum == 0:
+        raise FirmwareError("ELF image has no program headers: nothing to load")
+    if phoff + phentsize * phnum > size:
+        raise FirmwareError(
+            f"ELF image is truncated: its program headers end at byte {phoff + phentsize * phnum}, the file has {size}"
+        )
+
+
+def check_intel_hex(path: Path) -> None:
+    """Validate every record's syntax and checksum, naming the first bad line."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            if not line.startswith(b":") or len(line) < 11 or len(line) % 2 == 0:
+                raise FirmwareError(f"Intel HEX line {number} is malformed: {line[:40]!r}")
+            try:
+                record = bytes.fromhex(line[1:].decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                raise FirmwareError(f"Intel HEX line {number} has non-hex characters: {line[:40]!r}") from None
+            if record[0] + 5 != len(record):
+                raise FirmwareError(f"Intel HEX line {number}: length field says {record[0]} data bytes, found {len(record) - 5}")
+            if sum(record) & 0xFF:
+                raise FirmwareError(f"Intel HEX line {number} has a bad checksum")

@@ -1,0 +1,177 @@
+"""One powered-on target: a Renode process, its monitor, its UART terminals.
+
+`RenodeInstance.start` brings a board up step by step and, if any step fails, tears down what it
+started before raising: a failed power-on leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import commands
+from .errors import RenodeError, RenodeExitedError, RenodeStartError
+from .monitor import MonitorClient
+from .process import RenodeProcess, check_version, resolve_renode, tail
+from .uart import UartChannel
+
+logger = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Firmware:
+    path: Path
+    kind: str  # elf, hex or bin
+    address: int | None = None
+
+    def load_command(self) -> str:
+        return commands.load_firmware(self.kind, self.path, self.address)
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """Everything `start` needs, resolved and validated by the driver."""
+
+    renode_path: str | None
+    machine_name: str
+    platform: str | None
+    script: Path | None
+    uarts: dict[str, str]  # console name -> peripheral
+    extra_commands: tuple[str, ...]
+    log_level: str | None
+    startup_timeout: float
+    command_timeout: float
+    gdb_port: int | None = None
+
+
+@dataclass(eq=False)
+class RenodeInstance:
+    spec: BoardSpec
+    workdir: Path
+    process: RenodeProcess
+    monitor: MonitorClient
+    channels: dict[str, UartChannel]
+    firmware: Firmware | None = None
+    version: tuple[int, int, int] = (0, 0, 0)
+    _links: list[Path] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "renode.log"
+
+    @classmethod
+    async def start(
+        cls, spec: BoardSpec, workdir: Path, channels: dict[str, UartChannel], firmware: Firmware | None
+    ) -> RenodeInstance:
+        executable = resolve_renode(spec.renode_path)
+        version = await check_version(executable, spec.startup_timeout)
+        process = await RenodeProcess.spawn(executable, workdir)
+        self = cls(
+            spec,
+            workdir,
+            process,
+            MonitorClient(
+                process.stdin,
+                process.stdout,
+                machine_name=spec.machine_name,
+                timeout=spec.command_timeout,
+                describe_exit=lambda: self.describe_failure(),
+            ),
+            channels,
+            firmware,
+            version,
+        )
+        try:
+            await self._boot()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
+        return self
+
+    async def _boot(self) -> None:
+        spec = self.spec
+        try:
+            await self.monitor.wait_ready(spec.startup_timeout)
+        except RenodeError as exc:
+            raise RenodeStartError(f"Renode did not start: {exc}") from exc
+        run = self.monitor.execute
+        await run(commands.log_file(self.log_path))
+        if spec.log_level:
+            await run(commands.log_level(spec.log_level))
+        if spec.script is not None:
+            # The script defines the machine; select it by name if it created one with ours.
+            await run(commands.include_script(spec.script), timeout=spec.startup_timeout)
+        else:
+            await run(commands.mach_create(spec.machine_name))
+            await run(commands.load_platform(spec.platform), timeout=spec.startup_timeout)
+        for name, peripheral in spec.uarts.items():
+            link = self.workdir / f"uart-{name}"
+            self._links.append(link)
+            terminal = f"term_{name}"
+            await run(commands.create_pty_terminal(terminal, link))
+            try:
+                await run(commands.connect_uart(peripheral, terminal))
+            except RenodeError as exc:
+                raise RenodeStartError(
+                    f"cannot connect UART `{peripheral}` (console `{name}`): the platform has no such UART? {exc}"
+                ) from exc
+            self.channels[name].attach(link)
+        for command in spec.extra_commands:
+            await run(command, timeout=spec.startup_timeout)
+        if self.firmware is not None:
+            await self._load(self.firmware)
+        if spec.gdb_port is not None:
+            await run(commands.start_gdb_server(spec.gdb_port))
+        await run("start")
+
+    async def _load(self, firmware: Firmware) -> None:
+        load = firmware.load_command()
+        await self.monitor.execute(load, timeout=self.spec.startup_timeout)
+        # Renode's own board scripts reload the image on every reset through this macro.
+        await self.monitor.execute(commands.reset_macro(load))
+
+    async def reflash(self, firmware: Firmware) -> None:
+        """Load a new image into the running machine and reset it."""
+        await self.monitor.execute("pause")  # LoadELF refuses an unpaused machine
+        await self._load(firmware)
+        self.firmware = firmware
+        await self.monitor.execute("machine Reset")
+        await self.monitor.execute("start")
+
+    async def execute(self, command: str, timeout: float | None = None) -> str:
+        return await self.monitor.execute(command, timeout)
+
+    def describe_failure(self) -> str:
+        parts = [self.process.describe_exit()]
+        log = tail(self.log_path, LOG_TAIL_LINES)
+        if log:
+            parts.append("Renode log tail:\n  " + "\n  ".join(log))
+        return "; ".join(parts)
+
+    def _detach(self) -> None:
+        for name in self.spec.uarts:
+            self.channels[name].detach()
+        for link in self._links:
+            with contextlib.suppress(OSError):
+                link.unlink()
+
+    async def stop(self) -> None:
+        """quit, then terminate, then kill; always reaps the process and closes the UARTs."""
+        self._detach()
+        try:
+            if self.process.returncode is None and self.monitor.broken is None:
+                await self.monitor.send_quit()
+                await self.process.stop(graceful=5.0)
+            else:
+                await self.process.stop(graceful=0.0)
+        except RenodeExitedError:
+            await self.process.stop(graceful=0.0)
+
+    def kill(self) -> None:
+        self._detach()
+        self.process.kill()

@@ -1,0 +1,216 @@
+"""Starting and stopping the Renode process.
+
+Renode runs with its monitor on stdin/stdout (`--console`): no TCP socket exists, so nothing on
+the network can reach the monitor (the `--port` socket binds every interface). The log goes to a
+per-target file (`logFile`), crash reports to a per-target stderr file. Each process gets its own
+session (process group) so a stop reaches launcher wrappers and their children, and it is asked to
+die with the exporter (PR_SET_PDEATHSIG) so no Renode outlives a killed exporter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from .errors import RenodeStartError
+from .protocol import parse_version
+
+logger = logging.getLogger(__name__)
+
+MIN_VERSION = (1, 13, 0)
+_PR_SET_PDEATHSIG = 1
+INSTALL_HINT = (
+    "install Renode (https://renode.io: the Linux portable package, `renode` on PATH) "
+    "or set `renode_path` in the exporter config"
+)
+
+
+def resolve_renode(renode_path: str | None) -> str:
+    """The executable to run, or a RenodeStartError saying what is missing and how to get it."""
+    name = renode_path or "renode"
+    found = shutil.which(name)
+    if found is None:
+        where = f"`{name}` does not exist or is not executable" if "/" in name else f"`{name}` is not on PATH"
+        raise RenodeStartError(f"Renode not found: {where}; {INSTALL_HINT}")
+    return found
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_version(executable: str, mtime: float, timeout: float) -> tuple[tuple[int, int, int], str]:
+    try:
+        done = subprocess.run(
+            [executable, "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            env={**os.environ, "RENODE_CI_MODE": "YES"},
+        )
+    except subprocess.TimeoutExpired:
+        raise RenodeStartError(f"`{executable} --version` did not finish within {timeout:g}s") from None
+    text = (done.stdout + done.stderr).decode(errors="replace").strip()
+    version = parse_version(text)
+    if done.returncode != 0 or version is None:
+        raise RenodeStartError(f"`{executable} --version` failed (exit {done.returncode}): {text[-500:] or 'no output'}")
+    return version, text.splitlines()[0]
+
+
+async def check_version(executable: str, timeout: float) -> tuple[int, int, int]:
+    """Run `renode --version` once per executable and refuse versions we do not support."""
+    mtime = os.stat(executable).st_mtime
+    version, line = await anyio.to_thread.run_sync(_cached_version, executable, mtime, timeout)
+    if version < MIN_VERSION or version[0] >= 2:
+        want = ".".join(map(str, MIN_VERSION))
+        raise RenodeStartError(f"unsupported Renode version {'.'.join(map(str, version))} ({line}); need {want} or newer 1.x")
+    return version
+
+
+def _die_with_parent(parent: int) -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def renode_argv(executable: str, config_file: Path) -> list[str]:
+    return [executable, "--console", "--disable-xwt", "--hide-log", "--config", str(config_file)]
+
+
+def renode_env(workdir: Path) -> dict[str, str]:
+    tmp = workdir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    # CI mode: no config auto-save, no download/compile caches shared between instances.
+    return {**os.environ, "RENODE_CI_MODE": "YES", "TMPDIR": str(tmp)}
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a text file ([] if it does not exist)."""
+    try:
+        with path.open("r", errors="replace") as f:
+            return [line.rstrip("\n") for line in deque(f, maxlen=lines)]
+    except FileNotFoundError:
+        return []
+
+
+class _StdinStream:
+    """anyio-style send side over an asyncio StreamWriter."""
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self._writer = writer
+
+    async def send(self, data: bytes) -> None:
+        if self._writer.is_closing():
+            raise anyio.BrokenResourceError
+        self._writer.write(data)
+        try:
+            await self._writer.drain()
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise anyio.BrokenResourceError from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+
+
+class _StdoutStream:
+    """anyio-style receive side over an asyncio StreamReader."""
+
+    def __init__(self, reader: asyncio.StreamReader):
+        self._reader = reader
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await self._reader.read(max_bytes)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+
+@dataclass(eq=False)
+class RenodeProcess:
+    """One running Renode. Owns the process and its pipes; `stop()`/`kill()` always reap it."""
+
+    process: asyncio.subprocess.Process
+    stdin: _StdinStream
+    stdout: _StdoutStream
+    stderr_path: Path
+
+    @classmethod
+    async def spawn(cls, executable: str, workdir: Path) -> RenodeProcess:
+        config_file = workdir / "renode.config"  # Renode's per-user config, lock and history, per target
+        stderr_path = workdir / "renode.stderr"
+        with stderr_path.open("wb") as stderr:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *renode_argv(executable, config_file),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    cwd=workdir,
+                    env=renode_env(workdir),
+                    start_new_session=True,
+                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                    limit=1 << 20,
+                )
+            except OSError as exc:
+                raise RenodeStartError(f"could not start {executable}: {exc}; {INSTALL_HINT}") from exc
+        logger.info("started Renode pid %d in %s", process.pid, workdir)
+        return cls(process, _StdinStream(process.stdin), _StdoutStream(process.stdout), stderr_path)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def describe_exit(self) -> str:
+        """A sentence about the process state plus its crash output, for error messages."""
+        code = self.process.returncode
+        if code is None:
+            state = "Renode is still running"
+        elif code < 0:
+            state = f"Renode was killed by signal {signal.Signals(-code).name}"
+        else:
+            state = f"Renode exited with code {code}"
+        err = tail(self.stderr_path, 15)
+        return state + ("; stderr:\n  " + "\n  ".join(err) if err else "")
+
+    async def wait_exit(self, timeout: float) -> bool:
+        with anyio.move_on_after(timeout):
+            await self.process.wait()
+            return True
+        return False
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)
+
+    async def stop(self, graceful: float = 5.0) -> None:
+        """After `quit` was sent: wait, then SIGTERM, then SIGKILL the whole process group."""
+        try:
+            if not await self.wait_exit(graceful):
+                logger.warning("Renode pid %d ignored quit; terminating", self.pid)
+                self._signal_group(signal.SIGTERM)
+                if not await self.wait_exit(3.0):
+                    self._signal_group(signal.SIGKILL)
+                    await self.wait_exit(5.0)
+        finally:
+            self._signal_group(signal.SIGKILL)  # stray children of a launcher wrapper
+            self.stdin.close()
+
+    def kill(self) -> None:
+        """Synchronous, non-blocking: for close(), which must not wait on the event loop thread."""
+        self._signal_group(signal.SIGKILL)
+        self.stdin.close()

@@ -1,0 +1,167 @@
+"""UART channels: read a Renode UART PTY from power-on and hand its bytes to consoles.
+
+A PTY keeps nothing for a reader that is not there yet, and pyserial flushes on open, so a console
+that attaches after the firmware printed its banner would miss it. A `UartChannel` reads the PTY for
+the whole time the target is on; bytes that arrive while no console is attached go to a bounded
+backlog that the next console receives first. The channel outlives power cycles, like a serial cable:
+consoles stay attached while the board is off and see the next boot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import termios
+import tty
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from anyio.abc import ObjectStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BACKLOG = 1024 * 1024  # bytes kept for the next console; older bytes are dropped first
+_READ_SIZE = 65536
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    send: MemoryObjectSendStream[bytes]
+    receive: MemoryObjectReceiveStream[bytes]
+
+
+@dataclass(eq=False)
+class UartChannel:
+    name: str
+    backlog_limit: int = DEFAULT_BACKLOG
+    _fd: int | None = None
+    _pump: asyncio.Task | None = None
+    _backlog: bytearray = field(default_factory=bytearray)
+    _dropped: int = 0
+    _subscribers: list[_Subscriber] = field(default_factory=list)
+
+    # -- the Renode side -------------------------------------------------------------------------
+
+    def attach(self, pty_link: Path) -> None:
+        """Start reading the PTY that Renode created at `pty_link` (a fresh boot: backlog cleared)."""
+        self.detach()
+        fd = os.open(pty_link, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            tty.setraw(fd, termios.TCSANOW)  # no echo or line editing on our end of the PTY
+        except termios.error:
+            pass
+        self._fd = fd
+        self._backlog.clear()
+        self._dropped = 0
+        # A task rather than a task group: it must outlive the call that powered the target on.
+        self._pump = asyncio.get_running_loop().create_task(self._run_pump(fd), name=f"uart-{self.name}")
+
+    def detach(self) -> None:
+        """Stop reading (power off); attached consoles stay attached."""
+        if self._pump is not None:
+            self._pump.cancel()
+            self._pump = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    @property
+    def attached(self) -> bool:
+        return self._fd is not None
+
+    async def _run_pump(self, fd: int) -> None:
+        while True:
+            try:
+                await anyio.wait_readable(fd)
+                data = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.EIO:  # EIO: Renode closed its side (quit or crash)
+                    logger.warning("UART %s: read failed: %s", self.name, exc)
+                return
+            if not data:
+                return
+            await self._deliver(data)
+
+    async def _deliver(self, data: bytes) -> None:
+        delivered = False
+        for sub in list(self._subscribers):
+            try:
+                await sub.send.send(data)  # back-pressure: a slow console slows the reader, loses nothing
+                delivered = True
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # that console just left
+        if not delivered:
+            self._keep(data)
+
+    def _keep(self, data: bytes) -> None:
+        self._backlog += data
+        excess = len(self._backlog) - self.backlog_limit
+        if excess > 0:
+            del self._backlog[:excess]
+            self._dropped += excess
+            logger.warning("UART %s: backlog full, dropped %d oldest bytes", self.name, excess)
+
+    async def write(self, data: bytes) -> None:
+        fd = self._fd
+        if fd is None:
+            logger.debug("UART %s: target is off, dropping %d input bytes", self.name, len(data))
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fd, view)
+                view = view[written:]
+            except BlockingIOError:
+                await anyio.wait_writable(fd)
+
+    # -- the console side ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[ObjectStream[bytes]]:
+        """A byte stream for one console: the backlog first, then live output; writes go to the UART."""
+        send, receive = anyio.create_memory_object_stream[bytes](256)
+        sub = _Subscriber(send, receive)
+        if self._backlog:
+            send.send_nowait(bytes(self._backlog))
+            self._backlog.clear()
+        self._subscribers.append(sub)
+        try:
+            yield _ConsoleStream(self, receive)
+        finally:
+            self._subscribers.remove(sub)
+            # Whatever the console had not read yet goes back to the backlog for the next one.
+            unread = bytearray()
+            with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                while True:
+                    unread += receive.receive_nowait()
+            if unread:
+                self._backlog[:0] = unread
+            send.close()
+            receive.close()
+
+
+@dataclass(eq=False)
+class _ConsoleStream(ObjectStream[bytes]):
+    channel: UartChannel
+    receiver: MemoryObjectReceiveStream[bytes]
+
+    async def receive(self) -> bytes:
+        return await self.receiver.receive()
+
+    async def send(self, item: bytes) -> None:
+        await self.channel.write(item)
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        self.receiver.close()

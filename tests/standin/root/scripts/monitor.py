@@ -1,0 +1,1 @@
+# stand-in: Renode's scripts/monitor.py is not modelled
