@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import click
-from jumpstarter_driver_composite.client import CompositeClient
-from jumpstarter_driver_pyserial.client import PySerialClient
+from contextlib import contextmanager
 
+import click
 from jumpstarter.client import FlasherClient
+from jumpstarter.client.core import DriverError
 from jumpstarter.client.decorators import driver_click_group
 from jumpstarter.client.flasher import PathBuf
+from jumpstarter_driver_composite.client import CompositeClient
+from jumpstarter_driver_pyserial.client import PySerialClient
 
 
 class RenodeClient(CompositeClient):
@@ -62,7 +64,12 @@ class RenodeFlasherClient(FlasherClient):
             if target is not None:
                 raise ValueError("give either target or load_address, not both")
             target = hex(load_address) if isinstance(load_address, int) else load_address
-        return super().flash(path, target=target, **kwargs)
+        with _driver_error_unwrapped():
+            return super().flash(path, target=target, **kwargs)
+
+    def dump(self, path: PathBuf, **kwargs):
+        with _driver_error_unwrapped():
+            return super().dump(path, **kwargs)
 
     def cli(self):
         @driver_click_group(self)
@@ -84,6 +91,25 @@ class RenodeFlasherClient(FlasherClient):
             self.dump(file)
 
         return base
+
+
+@contextmanager
+def _driver_error_unwrapped():
+    """Transfers run in a task group: surface the driver's error itself, not the exception group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        errors = [e for e in _leaves(group) if isinstance(e, DriverError)]
+        if errors:
+            raise errors[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 class RenodeConsoleClient(PySerialClient):

@@ -16,8 +16,8 @@ from .errors import UnsafeInputError
 
 # Characters with a meaning to the monitor's tokenizer or line editor that we never pass through
 # inside a path or string argument.
-_PATH_FORBIDDEN = set(';#$`"\'\\')
-_STRING_FORBIDDEN = set('"\'\\$`;')
+_PATH_FORBIDDEN = set(";#$`\"'\\")
+_STRING_FORBIDDEN = set("\"'\\$`;")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _PERIPHERAL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -48,7 +48,9 @@ def path_token(path: str | Path) -> str:
         raise UnsafeInputError(f"path must be absolute (Renode resolves relative paths elsewhere): {text!r}")
     bad = sorted(set(text) & _PATH_FORBIDDEN)
     if bad:
-        raise UnsafeInputError(f"path contains characters the Renode monitor cannot take safely ({' '.join(bad)}): {text!r}")
+        raise UnsafeInputError(
+            f"path contains characters the Renode monitor cannot take safely ({' '.join(bad)}): {text!r}"
+        )
     return "@" + text.replace(" ", "\\ ")
 
 
@@ -67,7 +69,9 @@ def string_token(value: str, what: str = "string") -> str:
     check_line(value, what)
     bad = sorted(set(value) & _STRING_FORBIDDEN)
     if bad:
-        raise UnsafeInputError(f"{what} contains characters the Renode monitor cannot take safely ({' '.join(bad)}): {value!r}")
+        raise UnsafeInputError(
+            f"{what} contains characters the Renode monitor cannot take safely ({' '.join(bad)}): {value!r}"
+        )
     return f'"{value}"'
 
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
+from jumpstarter.driver import Driver, FlasherInterface, export, exportstream
 from jumpstarter_driver_power.driver import PowerInterface, PowerReading
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
-
-from jumpstarter.driver import Driver, FlasherInterface, export, exportstream
 
 from . import commands
 from .errors import RenodeNotRunningError, UnsafeInputError
@@ -50,9 +48,7 @@ class Renode(Driver):
         self._renode_log_level = _split_log_level(self)
         super().__post_init__()
         self._validate()
-        self._channels = {
-            name: UartChannel(name, self.console_backlog) for name in [MAIN_CONSOLE, *self.uarts]
-        }
+        self._channels = {name: UartChannel(name, self.console_backlog) for name in [MAIN_CONSOLE, *self.uarts]}
         self._instance: RenodeInstance | None = None
         self._firmware: Firmware | None = None
         self._power_lock = anyio.Lock()
@@ -78,7 +74,9 @@ class Renode(Driver):
                     raise ValueError(f"platform file not found: {self.platform}")
             if self.script is not None:
                 if not Path(self.script).is_absolute():
-                    raise ValueError(f"script must be an absolute path (Renode changes its working directory): {self.script}")
+                    raise ValueError(
+                        f"script must be an absolute path (Renode changes its working directory): {self.script}"
+                    )
                 if not Path(self.script).is_file():
                     raise ValueError(f"script file not found: {self.script}")
                 commands.path_token(self.script)
@@ -133,7 +131,9 @@ class Renode(Driver):
             if self._instance is not None:
                 if self._instance.process.returncode is None and self._instance.monitor.broken is None:
                     return  # already on
-                self.logger.warning("Renode died since the last call (%s); restarting", self._instance.describe_failure())
+                self.logger.warning(
+                    "Renode died since the last call (%s); restarting", self._instance.describe_failure()
+                )
                 await self._instance.stop()
                 self._instance = None
             if self._firmware is None:
@@ -146,16 +146,15 @@ class Renode(Driver):
             if instance is not None:
                 await instance.stop()
 
-    async def store_firmware(self, source: Any, address: str | int | None) -> str:
+    async def store_firmware(self, chunks: AsyncIterator[bytes], address: str | int | None) -> str:
         load_address = commands.parse_address(address) if address is not None else self.load_address
         images = self.workdir / "firmware"
         images.mkdir(exist_ok=True)
         path = images / f"image-{next(self._images)}"
         try:
-            async with self.resource(source) as res:
-                with path.open("wb") as out:  # page-cache writes of 64 KiB chunks: cheaper than a thread hop
-                    async for chunk in res:
-                        out.write(chunk)
+            with path.open("wb") as out:  # page-cache writes of 64 KiB chunks: cheaper than a thread hop
+                async for chunk in chunks:
+                    out.write(chunk)
             kind = detect_format(path)
         except BaseException:
             path.unlink(missing_ok=True)
@@ -269,7 +268,8 @@ class RenodeFlasher(FlasherInterface, Driver):
         Before power-on the image is loaded by `on`; while running it is loaded now and the machine reset.
         """
         try:
-            return await self.parent.store_firmware(source, target)
+            async with self.resource(source) as res:  # resources are registered on this child
+                return await self.parent.store_firmware(res, target)
         except UnsafeInputError as exc:
             raise ValueError(str(exc)) from None
 
@@ -293,5 +293,3 @@ class RenodeConsole(Driver):
     async def connect(self):
         async with self.channel.subscribe() as stream:
             yield stream
-
-

@@ -47,7 +47,9 @@ def _looks_like_text(head: bytes) -> bool:
 def check_elf_header(head: bytes, size: int) -> None:
     """Reject ELF files whose header is truncated or inconsistent (Renode reports those poorly)."""
     if len(head) < 6 or head[4] not in (1, 2) or head[5] not in (1, 2):
-        raise FirmwareError("firmware image starts like an ELF file but its header is corrupt (bad class or data encoding)")
+        raise FirmwareError(
+            "firmware image starts like an ELF file but its header is corrupt (bad class or data encoding)"
+        )
     is64 = head[4] == 2
     endian = "<" if head[5] == 1 else ">"
     header_size = 64 if is64 else 52
@@ -81,6 +83,8 @@ def check_intel_hex(path: Path) -> None:
             except (UnicodeDecodeError, ValueError):
                 raise FirmwareError(f"Intel HEX line {number} has non-hex characters: {line[:40]!r}") from None
             if record[0] + 5 != len(record):
-                raise FirmwareError(f"Intel HEX line {number}: length field says {record[0]} data bytes, found {len(record) - 5}")
+                raise FirmwareError(
+                    f"Intel HEX line {number}: length field says {record[0]} data bytes, found {len(record) - 5}"
+                )
             if sum(record) & 0xFF:
                 raise FirmwareError(f"Intel HEX line {number} has a bad checksum")

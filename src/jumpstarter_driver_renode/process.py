@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,6 @@ from .protocol import parse_version
 logger = logging.getLogger(__name__)
 
 MIN_VERSION = (1, 13, 0)
-_PR_SET_PDEATHSIG = 1
 INSTALL_HINT = (
     "install Renode (https://renode.io: the Linux portable package, `renode` on PATH) "
     "or set `renode_path` in the exporter config"
@@ -62,7 +61,9 @@ def _cached_version(executable: str, mtime: float, timeout: float) -> tuple[tupl
     text = (done.stdout + done.stderr).decode(errors="replace").strip()
     version = parse_version(text)
     if done.returncode != 0 or version is None:
-        raise RenodeStartError(f"`{executable} --version` failed (exit {done.returncode}): {text[-500:] or 'no output'}")
+        raise RenodeStartError(
+            f"`{executable} --version` failed (exit {done.returncode}): {text[-500:] or 'no output'}"
+        )
     return version, text.splitlines()[0]
 
 
@@ -72,15 +73,30 @@ async def check_version(executable: str, timeout: float) -> tuple[int, int, int]
     version, line = await anyio.to_thread.run_sync(_cached_version, executable, mtime, timeout)
     if version < MIN_VERSION or version[0] >= 2:
         want = ".".join(map(str, MIN_VERSION))
-        raise RenodeStartError(f"unsupported Renode version {'.'.join(map(str, version))} ({line}); need {want} or newer 1.x")
+        raise RenodeStartError(
+            f"unsupported Renode version {'.'.join(map(str, version))} ({line}); need {want} or newer 1.x"
+        )
     return version
 
 
-def _die_with_parent(parent: int) -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+_DEATH_WRAPPER = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "os.getppid() == int(sys.argv[1]) or os._exit(1)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """`argv` wrapped so the process gets SIGKILL when its parent (the exporter) dies.
+
+    A preexec_fn would do this in the forked child, but running Python after fork() in a process with
+    gRPC's threads crashes; instead a tiny exec wrapper sets PR_SET_PDEATHSIG and execs Renode.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+    return [sys.executable, "-c", _DEATH_WRAPPER, str(os.getpid()), *argv]
 
 
 def renode_argv(executable: str, config_file: Path) -> list[str]:
@@ -152,14 +168,13 @@ class RenodeProcess:
         with stderr_path.open("wb") as stderr:
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *renode_argv(executable, config_file),
+                    *die_with_parent(renode_argv(executable, config_file)),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=stderr,
                     cwd=workdir,
                     env=renode_env(workdir),
                     start_new_session=True,
-                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
                     limit=1 << 20,
                 )
             except OSError as exc:
@@ -208,9 +223,17 @@ class RenodeProcess:
                     await self.wait_exit(5.0)
         finally:
             self._signal_group(signal.SIGKILL)  # stray children of a launcher wrapper
-            self.stdin.close()
+            self._close_transport()
 
     def kill(self) -> None:
         """Synchronous, non-blocking: for close(), which must not wait on the event loop thread."""
         self._signal_group(signal.SIGKILL)
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        # asyncio's Process has no public close(); its transport's close() closes the pipes now rather
+        # than in a finalizer that may run after the event loop is gone.
         self.stdin.close()
+        transport = getattr(self.process, "_transport", None)
+        if transport is not None:
+            transport.close()

@@ -1,0 +1,114 @@
+"""Fixtures: Renode targets served through Jumpstarter, backed by the stand-in or by real Renode."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from images import EM_ARM, elf32
+from jumpstarter.common.utils import serve
+
+from jumpstarter_driver_renode.driver import Renode
+
+STANDIN = Path(__file__).parent / "standin" / "renode"
+REAL_RENODE = shutil.which("renode")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    renode_path: str
+    platform: str
+    uart: str
+
+    @property
+    def standin(self) -> bool:
+        return self.name == "standin"
+
+
+BACKENDS = {
+    "standin": Backend("standin", str(STANDIN), "platforms/boards/stm32f4_discovery-kit.repl", "sysbus.usart2"),
+    "real": Backend("real", REAL_RENODE or "renode", "platforms/boards/stm32f4_discovery-kit.repl", "sysbus.usart2"),
+}
+
+
+@pytest.fixture(params=["standin", "real"])
+def backend(request) -> Backend:
+    if request.param == "real" and REAL_RENODE is None:
+        pytest.skip("real Renode not on PATH (install it to run these tests against it)")
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def standin() -> Backend:
+    return BACKENDS["standin"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_standin_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("STANDIN_"):
+            monkeypatch.delenv(key)
+
+
+def boot_line(image: bytes, loader: str = "LoadELF", uart: str = "usart2") -> bytes:
+    """What the stand-in's firmware prints first: proof of exactly which bytes were loaded."""
+    return f"Booting stand-in firmware sha256={hashlib.sha256(image).hexdigest()} loader={loader} uart={uart}".encode()
+
+
+def firmware_for(backend: Backend, tag: bytes = b"") -> bytes:
+    """An image to flash: any valid ARM ELF for the stand-in; real Renode needs a real one."""
+    if backend.standin:
+        return elf32(b"\x00\xbf" * 32 + tag, machine=EM_ARM)
+    path = os.environ.get("RENODE_TEST_FIRMWARE")
+    if not path:
+        pytest.skip("set RENODE_TEST_FIRMWARE to an STM32F4 ELF that prints on usart2 to run this on real Renode")
+    return Path(path).read_bytes()
+
+
+@contextmanager
+def target(backend: Backend, **config) -> Iterator:
+    """A Renode driver served through Jumpstarter; yields (client, driver)."""
+    config.setdefault("platform", backend.platform)
+    config.setdefault("uart", backend.uart)
+    config.setdefault("renode_path", backend.renode_path)
+    config.setdefault("startup_timeout", 20 if backend.standin else 120)
+    config.setdefault("command_timeout", 10 if backend.standin else 60)
+    driver = Renode(**config)
+    try:
+        with serve(driver) as client:
+            yield client, driver
+    finally:
+        driver.close()
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def renode_processes(marker: str = str(STANDIN)) -> list[int]:
+    """PIDs of live (non-zombie) processes whose command line mentions `marker`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids

@@ -1,0 +1,463 @@
+"""Tests that the Renode stand-in (tests/standin/renode) reproduces real Renode 1.14.0 bytes.
+
+The expected bytes come from the byte-exact transcripts in /work/shared/renode-transcripts/1.14.0.
+"""
+
+import ast
+import hashlib
+import os
+import re
+import select
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+STANDIN = HERE / "standin" / "renode"
+TRANSCRIPTS = Path("/work/shared/renode-transcripts/1.14.0")
+BUILD = "-202611250243"  # build suffix of the Renode that recorded the transcripts
+IAC_14 = b"\xff\xfd\x00\xff\xfb\x01\xff\xfb\x03\xff\xfc\x22"
+TIMEOUT = 10.0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(*args, env=None, stdin=subprocess.DEVNULL):
+    e = dict(os.environ, STANDIN_RENODE_BUILD=BUILD)
+    e.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, str(STANDIN), *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e
+    )
+
+
+def kill(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(TIMEOUT)
+    for f in (proc.stdout, proc.stderr, proc.stdin):
+        if f:
+            f.close()
+
+
+def read_fd_until(fd, pred, timeout=TIMEOUT, buf=b""):
+    """Reads from fd until pred(buf) is true; fails on timeout."""
+    deadline = time.monotonic() + timeout
+    while not pred(buf):
+        left = deadline - time.monotonic()
+        assert left > 0, "timeout; got %r" % buf[-400:]
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            d = os.read(fd.fileno() if hasattr(fd, "fileno") else fd, 65536)
+            if not d:
+                break
+            buf += d
+    return buf
+
+
+def wait_log_line(proc, pattern, timeout=TIMEOUT):
+    buf = read_fd_until(proc.stdout, lambda b: re.search(pattern, b) is not None, timeout)
+    return buf
+
+
+def connect(port, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            return s
+        except OSError:
+            assert time.monotonic() < deadline, "could not connect"
+            time.sleep(0.05)
+
+
+def recv_exact(sock, n, timeout=TIMEOUT):
+    buf = b""
+    sock.settimeout(timeout)
+    while len(buf) < n:
+        d = sock.recv(n - len(buf))
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def recv_until(sock, pred, timeout=TIMEOUT, buf=b""):
+    deadline = time.monotonic() + timeout
+    while not pred(buf):
+        left = deadline - time.monotonic()
+        assert left > 0, "timeout; got %r" % buf[-400:]
+        sock.settimeout(left)
+        d = sock.recv(4096)
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def parse_transcript(name):
+    """[(direction, bytes)] from a *.txt transcript ('>>' sent, '<<' received)."""
+    steps = []
+    for line in (TRANSCRIPTS / name).read_text().splitlines():
+        m = re.match(r"\s*[\d.]+ (>>|<<|--) (b.*)$", line)
+        if m:
+            eof = "<EOF>" in m.group(2)
+            data = ast.literal_eval(m.group(2).replace("<EOF>", ""))
+            steps.append((m.group(1), data, eof))
+    return steps
+
+
+def start_socket_standin(*extra, env=None):
+    port = free_port()
+    proc = spawn("--disable-xwt", "-P", str(port), *extra, env=env)
+    wait_log_line(proc, rb"Monitor available in telnet mode on port %d" % port)
+    return proc, port
+
+
+# ---------------------------------------------------------------------------------------------
+# Transcript replays
+
+
+@pytest.mark.parametrize("name,flags", [("socket-plain.txt", ["--plain"]), ("socket-color.txt", [])])
+def test_transcript_bytes(name, flags):
+    tmp = tempfile.mkdtemp()
+    proc, port = start_socket_standin(*flags)
+    try:
+        sock = connect(port)
+        steps = [s for s in parse_transcript(name) if s[0] != "--"]
+        assert steps[0][0] == "<<"
+        assert recv_exact(sock, len(steps[0][1])) == steps[0][1] == IAC_14
+        after_runfor = False
+        for direction, data, eof in steps[1:]:
+            data = data.replace(b"<tmp>", tmp.encode())
+            if direction == ">>":
+                sock.sendall(data)
+                continue
+            if after_runfor and data.startswith(b"currentTime"):
+                # virtual time after RunFor depends on host speed: compare the shape only
+                got = recv_until(sock, lambda b: b.endswith(b"(monitor) ") or b.endswith(b"(monitor) \x1b[0m"))
+                assert re.sub(rb"\d\d:\d\d:\d\d\.\d{6}", b"T", got) == re.sub(rb"\d\d:\d\d:\d\d\.\d{6}", b"T", data)
+                continue
+            if data.startswith(b"emulation RunFor"):
+                after_runfor = True
+            got = recv_exact(sock, len(data))
+            assert got == data
+            if eof:
+                assert recv_until(sock, lambda b: False, timeout=5) == b""
+        sock.close()
+        assert proc.wait(TIMEOUT) == 0
+        log = proc.stdout.read()
+        assert b"Disposed." not in log or True
+        assert os.path.exists(os.path.join(tmp, "pty-link")) is False  # symlink removed on quit
+    finally:
+        kill(proc)
+
+
+def test_reconnect_swallows_nine_bytes_each_time():
+    proc, port = start_socket_standin("--plain")
+    try:
+        s1 = connect(port)
+        assert recv_exact(s1, 12) == IAC_14
+        s1.sendall(b"\n")
+        s1.sendall(b"version\n")  # 9 bytes in all: swallowed, then the queued banner arrives
+        expected = b"Renode, version 1.14.0.4910 (-202611250243)\n\r\n\r(monitor) "
+        assert recv_exact(s1, len(expected)) == expected
+        s1.close()
+        s2 = connect(port)
+        assert recv_exact(s2, 12) == IAC_14
+        s2.sendall(b"version\n")  # 8 bytes: still inside the 9-byte swallow, no reply
+        s2.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            s2.recv(1)
+        s2.sendall(b"Xversion\n")  # 'X' completes the 9 bytes
+        got = recv_until(s2, lambda b: b.endswith(b"(monitor) "))
+        assert got == b"version\n\rRenode, version 1.14.0.4910 (-202611250243)\r\n\r(monitor) "
+        s2.close()
+    finally:
+        kill(proc)
+
+
+def test_one_client_at_a_time_and_queued_output():
+    proc, port = start_socket_standin("--plain", "-e", 'echo "from -e"')
+    try:
+        s1 = connect(port)
+        assert recv_exact(s1, 12) == IAC_14
+        s2 = connect(port)  # completes in the kernel (backlog 1) but gets nothing
+        s2.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            s2.recv(1)
+        s1.sendall(b"\xff\xfb\x00\xff\xfd\x01\xff\xfd\x03")
+        got = recv_until(s1, lambda b: b.count(b"(monitor) ") == 2)
+        assert got == (
+            b'Renode, version 1.14.0.4910 (-202611250243)\n\r\n\r(monitor) echo "from -e"\n\rfrom -e\r\r\n(monitor) '
+        )
+        s1.sendall(b'echo "queued"\n')
+        recv_until(s1, lambda b: b.endswith(b"(monitor) "))
+        s1.close()
+        # the second client is served now; s2 already sent nothing, so send the 9 bytes
+        assert recv_exact(s2, 12, timeout=TIMEOUT) == IAC_14
+        s2.sendall(b"\xff\xfb\x00\xff\xfd\x01\xff\xfd\x03")
+        s2.sendall(b'echo "next"\n')
+        got = recv_until(s2, lambda b: b.endswith(b"(monitor) "))
+        assert got == b'echo "next"\n\rnext\r\r\n(monitor) '
+        s2.close()
+        # output produced while nobody is connected is delivered to the next client
+        s3 = connect(port)
+        assert recv_exact(s3, 12) == IAC_14
+        s3.sendall(b"\xff\xfb\x00\xff\xfd\x01\xff\xfd\x03" + b"quit\n")
+        assert recv_until(s3, lambda b: False, timeout=5) == b"quit\n\rRenode is quitting\r\n\r"
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        kill(proc)
+
+
+def test_port_zero_logs_zero_and_binds_free_port():
+    proc = spawn("--disable-xwt", "--plain", "-P", "0")
+    try:
+        wait_log_line(proc, rb"Monitor available in telnet mode on port 0\n")
+    finally:
+        kill(proc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Console mode
+
+
+class Console:
+    def __init__(self, *flags, env=None):
+        self.proc = spawn("--console", "--hide-log", *flags, env=env, stdin=subprocess.PIPE)
+        self.buf = b""
+
+    def send(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def until(self, pred):
+        self.buf = read_fd_until(self.proc.stdout, pred, buf=self.buf)
+        return self.buf
+
+    def take(self, suffix):
+        self.until(lambda b: b.endswith(suffix))
+        out, self.buf = self.buf, b""
+        return out
+
+
+def test_console_mode_basics():
+    c = Console("--plain")
+    try:
+        assert c.take(b"(monitor) ") == b"Renode, version 1.14.0.4910 (-202611250243)\n\r\n\r(monitor) "
+        c.send(b"version\r")  # \r is Enter
+        assert c.take(b"(monitor) ") == b"version\n\rRenode, version 1.14.0.4910 (-202611250243)\r\n\r(monitor) "
+        c.send(b"bogus\n")  # \n is Enter too; errors are raw `...\r\n`
+        assert c.take(b"(monitor) ") == b"bogus\n\rNo such command or device: bogus\r\n(monitor) "
+        c.send(b"\r\n")  # two Enters: two prompts
+        assert c.take(b"(monitor) \n\r(monitor) ") == b"\n\r(monitor) \n\r(monitor) "
+        c.send(b'mach create "b1"\n')
+        assert c.take(b"(b1) ") == b'mach create "b1"\n\r(b1) '
+        c.send(b'garbage\x15echo "x"; bogus; echo "never"\n')  # Ctrl-U, stop at 1st failure
+        out = c.take(b"(b1) ")
+        assert out == (
+            b'garbage\x1b[7D\x1b[Kecho "x"; bogus; echo "never"\n\rx\r\r\nNo such command or device: bogus\r\n(b1) '
+        )
+        c.send(b"quit\n")
+        assert c.proc.wait(TIMEOUT) == 0
+        assert c.proc.stdout.read() == b"quit\n\rRenode is quitting\r\n\r"
+    finally:
+        kill(c.proc)
+
+
+def test_console_errors_in_red_and_ctrl_d_quits():
+    c = Console()
+    try:
+        assert c.take(b"(monitor) \x1b[0m").startswith(b"\x1b[0mRenode, version")
+        c.send(b"bogus\n")
+        assert c.take(b"\x1b[0m\x1b[31;1m(monitor) \x1b[0m") == (
+            b"bogus\n\r\x1b[;031mNo such command or device: bogus\r\n\x1b[0m\x1b[31;1m(monitor) \x1b[0m"
+        )
+        c.send(b"\x04")
+        assert c.proc.wait(TIMEOUT) == 0
+    finally:
+        kill(c.proc)
+
+
+def test_without_disable_xwt_falls_back_to_console():
+    port = free_port()
+    proc = spawn("-P", str(port), "--plain", stdin=subprocess.PIPE)
+    try:
+        out = read_fd_until(proc.stdout, lambda b: b.endswith(b"(monitor) "))
+        assert b"[WARNING] Couldn't start UI - falling back to console mode" in out
+        assert b"Monitor available" not in out
+        proc.stdin.write(b"q\n")
+        proc.stdin.flush()
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        kill(proc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Launcher flags
+
+
+def test_version_flag_and_option_errors():
+    p = subprocess.run(
+        [sys.executable, str(STANDIN), "--version"],
+        capture_output=True,
+        timeout=TIMEOUT,
+        env=dict(os.environ, STANDIN_RENODE_BUILD=BUILD),
+    )
+    assert p.returncode == 0 and p.stdout == b"Renode, version 1.14.0.4910 (-202611250243)\n"
+    p = subprocess.run(
+        [sys.executable, str(STANDIN), "--version"],
+        capture_output=True,
+        timeout=TIMEOUT,
+        env=dict(os.environ, STANDIN_RENODE_VERSION="1.16.1", STANDIN_RENODE_BUILD="d66b0c2a-202602161205"),
+    )
+    assert p.returncode == 0 and p.stdout.startswith(b"Renode v1.16.1.0\n  build: d66b0c2a-202602161205\n")
+    p = subprocess.run([sys.executable, str(STANDIN), "--disable-gui", "-P", "0"], capture_output=True, timeout=TIMEOUT)
+    assert p.returncode != 0 and b"Unexpected options detected: --disable-gui" in p.stdout
+    p = subprocess.run([sys.executable, str(STANDIN), "--bogus"], capture_output=True, timeout=TIMEOUT)
+    assert p.returncode != 0 and b"Unexpected options detected: --bogus" in p.stdout
+
+
+def test_exit_at_start_and_crash_on():
+    p = subprocess.run(
+        [sys.executable, str(STANDIN), "--console"],
+        capture_output=True,
+        timeout=TIMEOUT,
+        env=dict(os.environ, STANDIN_EXIT_AT_START="3"),
+        stdin=subprocess.DEVNULL,
+    )
+    assert p.returncode == 3 and b"Fatal error:" in p.stderr and b"Renode, version" not in p.stdout
+    c = Console("--plain", env={"STANDIN_CRASH_ON": "start"})
+    try:
+        c.take(b"(monitor) ")
+        c.send(b"start\n")
+        assert c.proc.wait(TIMEOUT) == 134
+        assert b"Fatal error:" in c.proc.stderr.read()
+        assert c.proc.stdout.read() == b"start"
+    finally:
+        kill(c.proc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Platform, PTY UART, loaders, firmware model
+
+
+def make_elf(e_machine, payload=b"\x00" * 64, truncate=None):
+    ehsize, phentsize = 52, 32
+    phoff = ehsize
+    off = phoff + phentsize
+    hdr = b"\x7fELF" + bytes([1, 1, 1]) + b"\x00" * 9
+    hdr += struct.pack("<HHIIIIIHHHHHH", 2, e_machine, 1, 0x08000000, phoff, 0, 0, ehsize, phentsize, 1, 40, 0, 0)
+    ph = struct.pack("<IIIIIIII", 1, off, 0x08000000, 0x08000000, len(payload), len(payload), 5, 4)
+    data = hdr + ph + payload
+    return data[:truncate] if truncate else data
+
+
+def test_firmware_on_pty_uart_and_loader_errors(tmp_path):
+    elf = tmp_path / "fw.elf"
+    elf.write_bytes(make_elf(40))
+    link = tmp_path / "uart"
+    c = Console("--plain")
+    try:
+        c.take(b"(monitor) ")
+
+        def cmd(line, prompt=b"(stm) "):
+            c.send(line.encode() + b"\n")
+            return c.take(prompt)
+
+        cmd('mach create "stm"')
+        assert cmd("machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl").endswith(
+            b"\n\r(stm) "
+        )
+        assert cmd('emulation CreateUartPtyTerminal "term" "%s"' % link).endswith(b"\n\r(stm) ")
+        assert os.path.islink(link)
+        assert cmd('emulation CreateUartPtyTerminal "t2" "%s"' % link).endswith(
+            b"File `%s' already exists. Use forceCreate to overwrite it.\r\n(stm) " % str(link).encode()
+        )
+        assert cmd("connector Connect sysbus.usart2 term").endswith(b"\n\r(stm) ")
+        assert b"Parameters did not match the signature\r\n" in cmd("sysbus LoadELF @/nonexistent.elf")
+        assert b"Parameters did not match the signature\r\n" in cmd("sysbus LoadBinary @%s" % elf)
+        notelf = tmp_path / "x.elf"
+        notelf.write_bytes(b"hello world, not an elf")
+        assert cmd("sysbus LoadELF @%s" % notelf).endswith(
+            b"Error while loading ELF: Could not load ELF from path: %s.\r\n(stm) " % str(notelf).encode()
+        )
+        assert cmd("sysbus LoadELF @%s" % elf).endswith(b"\n\r(stm) ")
+        fd = os.open(str(link), os.O_RDWR | os.O_NOCTTY)
+        try:
+            assert cmd('emulation RunFor "00:00:02.5"').endswith(b"\n\r(stm) ")
+            sha = hashlib.sha256(elf.read_bytes()).hexdigest().encode()
+            expected = (
+                b"Booting stand-in firmware sha256=" + sha + b" loader=LoadELF uart=usart2\r\ntick 1\r\ntick 2\r\n"
+            )
+            assert read_fd_until(fd, lambda b: len(b) >= len(expected)) == expected
+            os.write(fd, b"hello\r")
+            cmd('emulation RunFor "0.1"')
+            assert read_fd_until(fd, lambda b: b.endswith(b"\r\n")) == b"echo: hello\r\n"
+            cmd("start")
+            assert cmd("sysbus LoadELF @%s" % elf).endswith(b"Cannot load ELF on an unpaused machine.\r\n(stm) ")
+            cmd("pause")
+            cmd('macro reset "sysbus LoadELF @%s"' % elf)
+            cmd("machine Reset")
+            cmd('emulation RunFor "0.1"')
+            assert read_fd_until(fd, lambda b: b.endswith(b"usart2\r\n")).startswith(b"Booting stand-in")
+        finally:
+            os.close(fd)
+        c.send(b"quit\n")
+        assert c.proc.wait(TIMEOUT) == 0
+        assert not os.path.lexists(link)
+    finally:
+        kill(c.proc)
+
+
+def test_gdb_server_answers_question_mark():
+    c = Console("--plain")
+    port = free_port()
+    try:
+        c.take(b"(monitor) ")
+        c.send(b'mach create "g"; machine LoadPlatformDescription @platforms/cpus/sifive-fe310.repl\n')
+        c.take(b"(g) ")
+        c.send(b"machine StartGdbServer %d false\n" % port)
+        c.take(b"(g) ")
+        s = connect(port)
+        s.sendall(b"$?#3f")
+        assert recv_until(s, lambda b: b.endswith(b"#b8")) == b"+$S05#b8"
+        s.close()
+    finally:
+        kill(c.proc)
+
+
+def test_snapshot_load_clears_selection_and_recreates_pty(tmp_path):
+    link, snap = tmp_path / "u", tmp_path / "s.save"
+    c = Console("--plain")
+    try:
+        c.take(b"(monitor) ")
+        c.send(
+            (
+                'mach create "a"; machine LoadPlatformDescription @platforms/cpus/nrf52840.repl; '
+                'emulation CreateUartPtyTerminal "t" "%s"; connector Connect sysbus.uart0 t\n' % link
+            ).encode()
+        )
+        c.take(b"(a) ")
+        c.send(b"Save @%s\n" % str(snap).encode())
+        c.take(b"(a) ")
+        c.send(b"Load @%s\n" % str(snap).encode())  # the old link still exists, forceCreate=false
+        assert b"Use forceCreate to overwrite it." in c.take(b"(a) ")
+        c.send(b"Clear; Load @%s\n" % str(snap).encode())
+        assert c.take(b"(monitor) ").endswith(b"\n\r(monitor) ")  # selection lost
+        assert os.path.islink(link)
+        c.send(b"quit\n")
+        assert c.proc.wait(TIMEOUT) == 0
+        assert not os.path.lexists(link)
+    finally:
+        kill(c.proc)
