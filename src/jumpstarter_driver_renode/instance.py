@@ -77,7 +77,6 @@ class RenodeInstance:
             MonitorClient(
                 process.stdin,
                 process.stdout,
-                machine_name=spec.machine_name,
                 timeout=spec.command_timeout,
                 describe_exit=lambda: self.describe_failure(),
             ),

@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 
 MONITOR_PROMPT = "(monitor) "
 
+
+def selected_machine(prompt: str) -> str | None:
+    """The machine a prompt names, or None for `(monitor) `."""
+    name = prompt.strip()[1:-1]
+    return None if prompt == MONITOR_PROMPT or not name else name
+
 # Sent right after a telnet connect: WILL BINARY, DO ECHO, DO SGA. Renode 1.13-1.15 reads and drops
 # exactly 9 bytes after each accept (and writes nothing until it has them); 1.16 parses and ignores
 # them. Not needed on --console, which has no telnet layer.
@@ -34,7 +40,6 @@ class MonitorClient:
         send: ByteSendStream,
         receive: ByteReceiveStream,
         *,
-        machine_name: str,
         timeout: float,
         describe_exit: Callable[[], str] = lambda: "",
     ):
@@ -42,7 +47,7 @@ class MonitorClient:
         self._receive = receive
         self._stream = MonitorStream()
         self._lock = anyio.Lock()
-        self._prompts = (f"({machine_name}) ", MONITOR_PROMPT)
+        self.prompt = MONITOR_PROMPT  # the last prompt seen: which machine the monitor has selected
         self.timeout = timeout
         self._describe_exit = describe_exit
         self._broken: str | None = None
@@ -57,7 +62,7 @@ class MonitorClient:
         """Wait for the banner and the first prompt; returns the banner line."""
         async with self._lock:
             with anyio.move_on_after(timeout) as scope:
-                while (banner := banner_ready(self._stream, self._prompts)) is None:
+                while (banner := banner_ready(self._stream)) is None:
                     await self._read_more("start-up")
             if scope.cancelled_caught:
                 self._fail(f"no monitor prompt within {timeout:g}s of starting Renode")
@@ -84,12 +89,13 @@ class MonitorClient:
                 self._fail(f"could not send `{command}`: {exc}")
                 raise RenodeExitedError(self._with_exit(self._broken or "")) from exc
             with anyio.move_on_after(limit) as scope:
-                while (reply := take_reply(self._stream, command, self._prompts)) is None:
+                while (reply := take_reply(self._stream, command)) is None:
                     await self._read_more(command)
             if scope.cancelled_caught:
                 self._fail(f"Renode did not answer `{command}` within {limit:g}s")
-                raise RenodeTimeoutError(self._broken)
+                raise RenodeTimeoutError(self._with_exit(self._broken or ""))
             logger.debug("monitor -> %r", reply)
+            self.prompt = reply.prompt
             return reply
 
     async def send_quit(self) -> None:

@@ -135,6 +135,7 @@ class Reply:
 
     output: str
     error: str | None
+    prompt: str = ""  # the prompt that ended the reply: tells which machine is selected now
 
     @property
     def ok(self) -> bool:
@@ -161,17 +162,24 @@ def _match_echo(text: str, start: int, command: str) -> int | None:
     return i
 
 
-def find_prompt_end(text: str, prompts: tuple[str, ...], start: int = 0) -> tuple[int, int] | None:
+# A prompt is `(monitor) ` or `(<machine name>) `, written after a line break with nothing after it.
+# Any machine name is accepted, so scripts and snapshots that select their own machine keep working.
+PROMPT_RE = re.compile(r"\((?:[^()\r\n]{1,64})\) ")
+_PROMPT_AT_END_RE = re.compile(r"\((?:[^()\r\n]{1,64})\) \Z")
+
+
+def find_prompt_end(text: str, start: int = 0) -> tuple[int, int] | None:
     """(start, end) of a prompt that ends the buffer, if the buffer ends with one."""
-    for prompt in prompts:
-        if text.endswith(prompt) and len(text) - len(prompt) >= start:
-            begin = len(text) - len(prompt)
-            if begin == start or text[begin - 1] in "\r\n":
-                return begin, len(text)
+    m = _PROMPT_AT_END_RE.search(text, start)
+    if m is None:
+        return None
+    begin = m.start()
+    if begin == start or text[begin - 1] in "\r\n":
+        return begin, m.end()
     return None
 
 
-def take_reply(stream: MonitorStream, command: str, prompts: tuple[str, ...]) -> Reply | None:
+def take_reply(stream: MonitorStream, command: str) -> Reply | None:
     """Cut the reply to `command` out of the stream once it is complete.
 
     A complete reply is: a prompt, the echoed command, an Enter (`\\n\\r`), output, and a prompt that
@@ -179,49 +187,43 @@ def take_reply(stream: MonitorStream, command: str, prompts: tuple[str, ...]) ->
     dropped with the reply.
     """
     text = stream.as_str()
-    end_prompt = None
-    for prompt in prompts:
-        search = 0
-        while (at := text.find(prompt, search)) >= 0:
-            echo_end = _match_echo(text, at + len(prompt), command)
-            search = at + 1
-            if echo_end is None:
-                continue
-            if not text.startswith("\n", echo_end):
-                continue
-            body_start = echo_end + 1
-            if text.startswith("\r", body_start):
-                body_start += 1
-            end_prompt = find_prompt_end(text, prompts, body_start)
-            if end_prompt is None:
-                return None
-            body = text[body_start : end_prompt[0]]
-            red = stream.red[body_start : end_prompt[0]]
-            stream.consume(end_prompt[0])  # keep the final prompt: the next echo follows it
-            return _reply(body, red)
+    for m in PROMPT_RE.finditer(text):
+        echo_end = _match_echo(text, m.end(), command)
+        if echo_end is None or not text.startswith("\n", echo_end):
+            continue
+        body_start = echo_end + 1
+        if text.startswith("\r", body_start):
+            body_start += 1
+        end_prompt = find_prompt_end(text, body_start)
+        if end_prompt is None:
+            return None
+        body = text[body_start : end_prompt[0]]
+        red = stream.red[body_start : end_prompt[0]]
+        stream.consume(end_prompt[0])  # keep the final prompt: the next echo follows it
+        return _reply(body, red, text[end_prompt[0] : end_prompt[1]])
     return None
 
 
-def _reply(body: str, red: list[bool]) -> Reply:
+def _reply(body: str, red: list[bool], prompt: str) -> Reply:
     output = _normalise(body)
     red_text = _normalise("".join(c if r else "\n" for c, r in zip(body, red, strict=True)))
     red_lines = [line for line in red_text.split("\n") if line.strip()]
     phrase_lines = [line for line in output.split("\n") if ERROR_LINE_RE.match(line)]
     if red_lines:
-        return Reply(output, "\n".join(red_lines))
+        return Reply(output, "\n".join(red_lines), prompt)
     if phrase_lines:
         # Without colour we cannot tell where the error ends: report it from the first error line on.
         lines = output.split("\n")
         first = lines.index(phrase_lines[0])
-        return Reply(output, "\n".join(lines[first:]))
-    return Reply(output, None)
+        return Reply(output, "\n".join(lines[first:]), prompt)
+    return Reply(output, None, prompt)
 
 
-def banner_ready(stream: MonitorStream, prompts: tuple[str, ...]) -> str | None:
+def banner_ready(stream: MonitorStream) -> str | None:
     """The banner line (`Renode, version ...`) once the first prompt has followed it, else None."""
     text = stream.as_str()
     at = text.find("Renode, version ")
-    if at < 0 or find_prompt_end(text, prompts, at) is None:
+    if at < 0 or find_prompt_end(text, at) is None:
         return None
     return text[at:].split("\n", 1)[0].strip()
 
