@@ -36,8 +36,100 @@ class RenodeClient(CompositeClient):
         """Run a raw monitor command (only if the exporter sets allow_raw_monitor); returns its output."""
         return self.call("monitor", command)
 
-    def cli(self):
+    def pause(self) -> None:
+        """Pause the emulation: virtual time stops."""
+        self.call("pause")
+
+    def resume(self) -> None:
+        """Resume the emulation."""
+        self.call("resume")
+
+    def run_for(self, seconds: float) -> float:
+        """Run exactly `seconds` of virtual time, then pause; returns the virtual time reached."""
+        return self.call("run_for", seconds)
+
+    def virtual_time(self) -> float:
+        """The virtual clock in seconds."""
+        return self.call("virtual_time")
+
+    def save_snapshot(self, name: str) -> None:
+        """Save the emulation as snapshot `name` (letters, digits, `_`, `.`, `-`)."""
+        self.call("save_snapshot", name)
+
+    def restore_snapshot(self, name: str) -> None:
+        """Restore snapshot `name`: the fast way to reset a board between tests."""
+        self.call("restore_snapshot", name)
+
+    def list_snapshots(self) -> list[str]:
+        return self.call("list_snapshots")
+
+    def log(self, lines: int = 50) -> str:
+        """The last `lines` lines of the target's Renode log."""
+        return self.call("log", lines)
+
+    def follow_log(self):
+        """Yield Renode log lines as they are written (the existing ones first)."""
+        yield from self.streamingcall("follow_log")
+
+    def cli(self):  # noqa: C901 - one nested function per subcommand
         base = super().cli()
+
+        @base.command(name="pause")
+        def pause_cmd():
+            """Pause the emulation"""
+            self.pause()
+
+        @base.command(name="resume")
+        def resume_cmd():
+            """Resume the emulation"""
+            self.resume()
+
+        @base.command(name="run-for")
+        @click.argument("seconds", type=click.FloatRange(min=0, min_open=True))
+        def run_for_cmd(seconds):
+            """Run SECONDS of virtual time, then pause"""
+            click.echo(f"{self.run_for(seconds):.6f}")
+
+        @base.command(name="time")
+        def time_cmd():
+            """Print the virtual time in seconds"""
+            click.echo(f"{self.virtual_time():.6f}")
+
+        @base.group()
+        def snapshot():
+            """Save, restore and list emulation snapshots"""
+
+        @snapshot.command(name="save")
+        @click.argument("name")
+        def snapshot_save(name):
+            """Save the emulation as NAME"""
+            self.save_snapshot(name)
+
+        @snapshot.command(name="restore")
+        @click.argument("name")
+        def snapshot_restore(name):
+            """Restore snapshot NAME"""
+            self.restore_snapshot(name)
+
+        @snapshot.command(name="list")
+        def snapshot_list():
+            """List saved snapshots"""
+            for name in self.list_snapshots():
+                click.echo(name)
+
+        @base.command(name="log")
+        @click.option("-n", "--lines", default=50, show_default=True, type=click.IntRange(1, 100_000))
+        @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop)")
+        def log_cmd(lines, follow):
+            """Print the tail of the target's Renode log"""
+            if not follow:
+                click.echo(self.log(lines))
+                return
+            try:
+                for line in self.follow_log():
+                    click.echo(line)
+            except KeyboardInterrupt:
+                pass
 
         @base.command(context_settings={"ignore_unknown_options": True})
         @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)

@@ -124,6 +124,10 @@ def mach_create(name: str) -> str:
     return f"mach create {string_token(check_name(name, 'machine_name'))}"
 
 
+def mach_set(name: str) -> str:
+    return f"mach set {string_token(name, 'machine name')}"
+
+
 def load_platform(platform: str) -> str:
     return f"machine LoadPlatformDescription {platform_token(platform)}"
 

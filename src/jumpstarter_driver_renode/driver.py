@@ -20,6 +20,7 @@ from . import commands
 from .errors import RenodeNotRunningError, UnsafeInputError
 from .firmware import detect_format
 from .instance import BoardSpec, Firmware, RenodeInstance
+from .process import tail
 from .uart import DEFAULT_BACKLOG, UartChannel
 
 MAIN_CONSOLE = "console"
@@ -43,6 +44,7 @@ class Renode(Driver):
     startup_timeout: float = Field(default=60.0, gt=0, le=3600)
     command_timeout: float = Field(default=30.0, gt=0, le=3600)
     console_backlog: int = Field(default=DEFAULT_BACKLOG, ge=0, le=256 * 1024 * 1024)
+    autostart: bool = True
 
     def __post_init__(self):
         self._renode_log_level = _split_log_level(self)
@@ -118,6 +120,7 @@ class Renode(Driver):
             log_level=self._renode_log_level,
             startup_timeout=self.startup_timeout,
             command_timeout=self.command_timeout,
+            autostart=self.autostart,
         )
 
     def running(self) -> RenodeInstance:
@@ -213,6 +216,101 @@ class Renode(Driver):
             raise ValueError(str(exc)) from None
         async with self._power_lock:
             return await self.running().execute(command)
+
+    # -- virtual time ----------------------------------------------------------------------------
+
+    @export
+    async def pause(self) -> None:
+        """Pause the emulation (virtual time stops)."""
+        async with self._power_lock:
+            await self.running().pause()
+
+    @export
+    async def resume(self) -> None:
+        """Resume the emulation."""
+        async with self._power_lock:
+            await self.running().resume()
+
+    @export
+    async def run_for(self, seconds: float) -> float:
+        """Run exactly `seconds` of virtual time, then pause; returns the virtual time reached."""
+        try:
+            commands.format_virtual_time(seconds)
+        except UnsafeInputError as exc:
+            raise ValueError(str(exc)) from None
+        async with self._power_lock:
+            instance = self.running()
+            # RunFor blocks the monitor for the whole interval: allow for emulation slower than real time.
+            await instance.run_for(seconds, timeout=self.command_timeout + 20 * seconds)
+            return await instance.virtual_time()
+
+    @export
+    async def virtual_time(self) -> float:
+        """The machine's virtual clock, in seconds."""
+        async with self._power_lock:
+            return await self.running().virtual_time()
+
+    # -- snapshots -------------------------------------------------------------------------------
+
+    def _snapshot_path(self, name: str) -> Path:
+        try:
+            commands.check_name(name, "snapshot name")
+        except UnsafeInputError as exc:
+            raise ValueError(str(exc)) from None
+        folder = self.workdir / "snapshots"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{name}.save"
+
+    @export
+    async def save_snapshot(self, name: str) -> None:
+        """Save the whole emulation under `name` (in this target's private directory)."""
+        path = self._snapshot_path(name)
+        async with self._power_lock:
+            await self.running().save(path)
+
+    @export
+    async def restore_snapshot(self, name: str) -> None:
+        """Replace the emulation with snapshot `name`; the run state (running/paused) is kept."""
+        path = self._snapshot_path(name)
+        if not path.is_file():
+            raise ValueError(f"no snapshot named {name!r} (have: {', '.join(self.list_snapshots()) or 'none'})")
+        async with self._power_lock:
+            await self.running().restore(path)
+
+    @export
+    def list_snapshots(self) -> list[str]:
+        folder = self.workdir / "snapshots"
+        return sorted(p.stem for p in folder.glob("*.save")) if folder.is_dir() else []
+
+    # -- logs ------------------------------------------------------------------------------------
+
+    @export
+    def log(self, lines: int = 50) -> str:
+        """The last `lines` lines of this target's Renode log (kept after power off)."""
+        if not isinstance(lines, int | float) or not 0 < lines <= 100_000:
+            raise ValueError(f"lines must be between 1 and 100000: {lines!r}")
+        return "\n".join(tail(self.workdir / "renode.log", int(lines)))
+
+    @export
+    async def follow_log(self) -> AsyncGenerator[str, None]:
+        """Stream the Renode log: the lines so far, then new lines as Renode writes them."""
+        path = self.workdir / "renode.log"
+        position = 0
+        pending = ""
+        while True:
+            try:
+                with path.open("r", errors="replace") as f:
+                    if f.seek(0, 2) < position:  # rotated by a new power-on: start over
+                        position = 0
+                    f.seek(position)
+                    pending += f.read()
+                    position = f.tell()
+            except FileNotFoundError:
+                pass
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                yield line
+            await anyio.sleep(0.2)  # a file has no change notification we can rely on everywhere
 
     def close(self):
         instance, self._instance = self._instance, None

@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import commands
 from .errors import RenodeError, RenodeExitedError, RenodeStartError
-from .monitor import MonitorClient
+from .monitor import MonitorClient, selected_machine
 from .process import RenodeProcess, check_version, resolve_renode, tail
 from .uart import UartChannel
 
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 20
+_TIME_RE = re.compile(r"virtual time:\s*(\d+):(\d+):(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def parse_virtual_time(output: str) -> float:
+    """Seconds from `currentTime` output (`Current virtual time: 00:00:01.000000`, six or nine decimals)."""
+    m = _TIME_RE.search(output)
+    if m is None:
+        raise RenodeError(f"unexpected `currentTime` output: {output!r}")
+    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class BoardSpec:
     startup_timeout: float
     command_timeout: float
     gdb_port: int | None = None
+    autostart: bool = True  # False: power on leaves the machine paused at virtual time zero
 
 
 @dataclass(eq=False)
@@ -57,6 +68,8 @@ class RenodeInstance:
     channels: dict[str, UartChannel]
     firmware: Firmware | None = None
     version: tuple[int, int, int] = (0, 0, 0)
+    running: bool = False  # whether the emulation is started (we are the only one who starts/pauses it)
+    machine: str | None = None  # the machine the monitor has selected
     _links: list[Path] = field(default_factory=list)
 
     @property
@@ -103,11 +116,14 @@ class RenodeInstance:
         if spec.log_level:
             await run(commands.log_level(spec.log_level))
         if spec.script is not None:
-            # The script defines the machine; select it by name if it created one with ours.
             await run(commands.include_script(spec.script), timeout=spec.startup_timeout)
+            self.machine = selected_machine(self.monitor.prompt)
+            if self.machine is None:
+                raise RenodeStartError(f"script {spec.script} did not create or select a machine")
         else:
             await run(commands.mach_create(spec.machine_name))
             await run(commands.load_platform(spec.platform), timeout=spec.startup_timeout)
+            self.machine = spec.machine_name
         for name, peripheral in spec.uarts.items():
             link = self.workdir / f"uart-{name}"
             self._links.append(link)
@@ -119,14 +135,58 @@ class RenodeInstance:
                 raise RenodeStartError(
                     f"cannot connect UART `{peripheral}` (console `{name}`): the platform has no such UART? {exc}"
                 ) from exc
-            self.channels[name].attach(link)
+        self._attach_channels()
         for command in spec.extra_commands:
             await run(command, timeout=spec.startup_timeout)
         if self.firmware is not None:
             await self._load(self.firmware)
         if spec.gdb_port is not None:
             await run(commands.start_gdb_server(spec.gdb_port))
-        await run("start")
+        if spec.autostart:
+            await self.resume()
+
+    def _attach_channels(self) -> None:
+        for name in self.spec.uarts:
+            self.channels[name].attach(self.workdir / f"uart-{name}")
+
+    async def resume(self) -> None:
+        await self.monitor.execute("start")
+        self.running = True
+
+    async def pause(self) -> None:
+        await self.monitor.execute("pause")
+        self.running = False
+
+    async def run_for(self, seconds: float, timeout: float) -> None:
+        """Run exactly `seconds` of virtual time, then stay paused (RunFor refuses a started emulation)."""
+        if self.running:
+            await self.pause()
+        await self.monitor.execute(commands.run_for(seconds), timeout=timeout)
+
+    async def virtual_time(self) -> float:
+        return parse_virtual_time(await self.monitor.execute("currentTime"))
+
+    async def save(self, path: Path) -> None:
+        await self.monitor.execute(commands.save_snapshot(path), timeout=self.spec.startup_timeout)
+
+    async def restore(self, path: Path) -> None:
+        """Load a snapshot in place of the running emulation; consoles keep working.
+
+        `Load` alone fails while the old emulation's PTY links exist, so clear first; Load restores
+        the UART terminals on new PTYs at the same links, paused, with no machine selected and no
+        macros, so select the machine, re-register the reset macro and reattach the UARTs.
+        """
+        was_running = self.running
+        self._detach_channels()
+        await self.monitor.execute("Clear")
+        self.running = False
+        await self.monitor.execute(commands.load_snapshot(path), timeout=self.spec.startup_timeout)
+        await self.monitor.execute(commands.mach_set(self.machine))
+        if self.firmware is not None:
+            await self.monitor.execute(commands.reset_macro(self.firmware.load_command()))
+        self._attach_channels()
+        if was_running:
+            await self.resume()
 
     async def _load(self, firmware: Firmware) -> None:
         load = firmware.load_command()
@@ -135,12 +195,15 @@ class RenodeInstance:
         await self.monitor.execute(commands.reset_macro(load))
 
     async def reflash(self, firmware: Firmware) -> None:
-        """Load a new image into the running machine and reset it."""
-        await self.monitor.execute("pause")  # LoadELF refuses an unpaused machine
+        """Load a new image into the machine and reset it; a running machine keeps running."""
+        was_running = self.running
+        if was_running:
+            await self.pause()  # LoadELF refuses an unpaused machine
         await self._load(firmware)
         self.firmware = firmware
         await self.monitor.execute("machine Reset")
-        await self.monitor.execute("start")
+        if was_running:
+            await self.resume()
 
     async def execute(self, command: str, timeout: float | None = None) -> str:
         return await self.monitor.execute(command, timeout)
@@ -152,9 +215,12 @@ class RenodeInstance:
             parts.append("Renode log tail:\n  " + "\n  ".join(log))
         return "; ".join(parts)
 
-    def _detach(self) -> None:
+    def _detach_channels(self) -> None:
         for name in self.spec.uarts:
             self.channels[name].detach()
+
+    def _detach(self) -> None:
+        self._detach_channels()
         for link in self._links:
             with contextlib.suppress(OSError):
                 link.unlink()
