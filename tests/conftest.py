@@ -99,7 +99,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def renode_processes(marker: str = str(STANDIN)) -> list[int]:
-    """PIDs of live (non-zombie) processes whose command line mentions `marker`."""
+    """PIDs of live (non-zombie) Renodes this driver started (their --config is in our workdirs)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -109,6 +109,6 @@ def renode_processes(marker: str = str(STANDIN)) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker in cmdline and state != "Z":
+        if marker in cmdline and "jumpstarter-renode-" in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids

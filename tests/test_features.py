@@ -169,3 +169,8 @@ def test_cli_subcommands(standin, tmp_path):
         run("power", "off")
         bad = runner.invoke(cli, ["snapshot", "save", "x;quit"])
         assert bad.exit_code != 0
+
+
+def test_gdb_is_refused_until_it_can_be_confined(standin):
+    with pytest.raises(NotImplementedError, match="GDB support is not implemented"):
+        target(standin, gdb_port=3333).__enter__()

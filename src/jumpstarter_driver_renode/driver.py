@@ -45,6 +45,7 @@ class Renode(Driver):
     command_timeout: float = Field(default=30.0, gt=0, le=3600)
     console_backlog: int = Field(default=DEFAULT_BACKLOG, ge=0, le=256 * 1024 * 1024)
     autostart: bool = True
+    gdb_port: int | None = None
 
     def __post_init__(self):
         self._renode_log_level = _split_log_level(self)
@@ -67,6 +68,11 @@ class Renode(Driver):
             )
 
     def _validate(self) -> None:
+        if self.gdb_port is not None:
+            raise NotImplementedError(
+                "gdb_port: GDB support is not implemented yet. Renode's GDB server listens on every network "
+                "interface and this driver cannot yet confine it to Jumpstarter; see README 'Missing'"
+            )
         if (self.platform is None) == (self.script is None):
             raise ValueError("set exactly one of `platform` (a .repl file) or `script` (a .resc file)")
         try:

@@ -55,7 +55,6 @@ class BoardSpec:
     log_level: str | None
     startup_timeout: float
     command_timeout: float
-    gdb_port: int | None = None
     autostart: bool = True  # False: power on leaves the machine paused at virtual time zero
 
 
@@ -140,8 +139,6 @@ class RenodeInstance:
             await run(command, timeout=spec.startup_timeout)
         if self.firmware is not None:
             await self._load(self.firmware)
-        if spec.gdb_port is not None:
-            await run(commands.start_gdb_server(spec.gdb_port))
         if spec.autostart:
             await self.resume()
 

@@ -179,7 +179,7 @@ class RenodeProcess:
                 )
             except OSError as exc:
                 raise RenodeStartError(f"could not start {executable}: {exc}; {INSTALL_HINT}") from exc
-        logger.info("started Renode pid %d in %s", process.pid, workdir)
+        logger.debug("started Renode pid %d in %s", process.pid, workdir)
         return cls(process, _StdinStream(process.stdin), _StdoutStream(process.stdout), stderr_path)
 
     @property

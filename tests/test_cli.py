@@ -1,0 +1,45 @@
+"""The `j` CLI inside `jmp shell --exporter-config`, as users run it, with the example config."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import STANDIN, renode_processes
+from images import elf32
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "exporter.yaml"
+
+
+def test_jmp_shell_session_with_the_example_config(tmp_path):
+    config = yaml.safe_load(EXAMPLE.read_text())
+    for entry in config["export"].values():
+        entry["config"]["renode_path"] = str(STANDIN)
+    (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
+    image = elf32(b"\x00\xbf" * 16)
+    (tmp_path / "fw.elf").write_bytes(image)
+    script = (
+        "j board flasher flash fw.elf && j board power on && "
+        "(timeout -s INT 3 j board console pipe < /dev/null; true) && "
+        "j board snapshot save s1 && j board snapshot list && j board power off && "
+        "j hifive1 power on && j hifive1 power off"
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    result = subprocess.run(
+        [f"{bin_dir}/jmp", "shell", "--exporter-config", "exporter.yaml", "--", "sh", "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+    )
+    out = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    # `jmp shell` exits 0 whatever the command did: the output is the evidence.
+    assert "flashed fw.elf (elf)" in out, out
+    assert f"sha256={hashlib.sha256(image).hexdigest()}" in out, out
+    assert "\ns1\n" in out.replace("\r", ""), out
+    assert renode_processes() == []
