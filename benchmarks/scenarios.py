@@ -200,15 +200,19 @@ def _snapshot(client) -> dict:
     if not hasattr(client, "restore_snapshot"):
         return not_run("not available: the client has no restore_snapshot()")
     try:
-        saved = client.save_snapshot() if hasattr(client, "save_snapshot") else None
-        wants_arg = any(
-            p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            for p in inspect.signature(client.restore_snapshot).parameters.values()
-        )
-        args = (saved,) if wants_arg else ()
+        args = ("bench",) if _takes_argument(client.restore_snapshot) else ()
+        if hasattr(client, "save_snapshot"):
+            client.save_snapshot(*args)
         return summary(ms([timed(client.restore_snapshot, *args) for _ in range(RESET_RUNS)]), "ms")
     except Exception as exc:
         return not_run(f"failed: {type(exc).__name__}: {_short(exc)}")
+
+
+def _takes_argument(method) -> bool:
+    return any(
+        p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        for p in inspect.signature(method).parameters.values()
+    )
 
 
 # -- flash ---------------------------------------------------------------------------------------

@@ -76,18 +76,7 @@ class Renode(Driver):
         if (self.platform is None) == (self.script is None):
             raise ValueError("set exactly one of `platform` (a .repl file) or `script` (a .resc file)")
         try:
-            if self.platform is not None:
-                commands.platform_token(self.platform)
-                if self.platform.startswith("/") and not Path(self.platform).is_file():
-                    raise ValueError(f"platform file not found: {self.platform}")
-            if self.script is not None:
-                if not Path(self.script).is_absolute():
-                    raise ValueError(
-                        f"script must be an absolute path (Renode changes its working directory): {self.script}"
-                    )
-                if not Path(self.script).is_file():
-                    raise ValueError(f"script file not found: {self.script}")
-                commands.path_token(self.script)
+            self._validate_board_files()
             commands.check_name(self.machine_name, "machine_name")
             commands.check_peripheral(self.uart, "uart")
             for name, peripheral in self.uarts.items():
@@ -101,6 +90,20 @@ class Renode(Driver):
                 self.load_address = commands.parse_address(self.load_address)
         except UnsafeInputError as exc:
             raise ValueError(str(exc)) from None
+
+    def _validate_board_files(self) -> None:
+        if self.platform is not None:
+            commands.platform_token(self.platform)
+            if self.platform.startswith("/") and not Path(self.platform).is_file():
+                raise ValueError(f"platform file not found: {self.platform}")
+        if self.script is not None:
+            if not Path(self.script).is_absolute():
+                raise ValueError(
+                    f"script must be an absolute path (Renode changes its working directory): {self.script}"
+                )
+            if not Path(self.script).is_file():
+                raise ValueError(f"script file not found: {self.script}")
+            commands.path_token(self.script)
 
     @classmethod
     def client(cls) -> str:

@@ -26,6 +26,7 @@ def selected_machine(prompt: str) -> str | None:
     name = prompt.strip()[1:-1]
     return None if prompt == MONITOR_PROMPT or not name else name
 
+
 # Sent right after a telnet connect: WILL BINARY, DO ECHO, DO SGA. Renode 1.13-1.15 reads and drops
 # exactly 9 bytes after each accept (and writes nothing until it has them); 1.16 parses and ignores
 # them. Not needed on --console, which has no telnet layer.
