@@ -21,9 +21,9 @@ sys.path.insert(0, str(REPO / "tests"))  # tests/images.py: byte-built ELF image
 from images import elf32  # noqa: E402
 
 
-def summary(samples: list[float], unit: str, **extra) -> dict:
-    """Median and p95 (nearest rank) of `samples`, with the unit and the sample count."""
-    ordered = sorted(samples)
+def summary(samples: list[float], unit: str, *, higher_is_better: bool = False, **extra) -> dict:
+    """Median and p95 (nearest rank, on the bad side: the slow tail of times, the low tail of rates)."""
+    ordered = sorted(samples, reverse=higher_is_better)
     p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
     return {"median": statistics.median(ordered), "p95": p95, "n": len(ordered), "unit": unit, **extra}
 

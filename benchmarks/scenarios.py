@@ -175,7 +175,7 @@ def console(side: Side, results: dict, images: dict) -> None:
                 rates.append(FLOOD_BYTES / MIB / (time.perf_counter() - start))
         client.power.off()
     results["console echo latency (pexpect)"] = summary(ms(echoes), "ms")
-    results[f"console UART -> pexpect, {FLOOD_BYTES // MIB} MiB flood"] = summary(rates, "MiB/s")
+    results[f"console UART -> pexpect, {FLOOD_BYTES // MIB} MiB flood"] = summary(rates, "MiB/s", higher_is_better=True)
 
 
 # -- reset ---------------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def flash(side: Side, results: dict, images: dict) -> None:
                 mib = path.stat().st_size / MIB
                 try:
                     rates = [mib / timed(client.flasher.flash, path) for _ in range(runs)]
-                    results[key] = summary(rates, "MiB/s")
+                    results[key] = summary(rates, "MiB/s", higher_is_better=True)
                 except Exception as exc:
                     results[key] = not_run(f"fails: {type(exc).__name__}: {_short(exc)}")
         client.power.off()

@@ -98,7 +98,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def renode_processes(marker: str = str(STANDIN)) -> list[int]:
+def renode_processes() -> list[int]:
     """PIDs of live (non-zombie) Renodes this driver started (their --config is in our workdirs)."""
     pids = []
     for entry in Path("/proc").iterdir():
@@ -109,6 +109,6 @@ def renode_processes(marker: str = str(STANDIN)) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker in cmdline and "jumpstarter-renode-" in cmdline and state != "Z":
+        if "--config /" in cmdline and "jumpstarter-renode-" in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids

@@ -129,16 +129,16 @@ def test_elf_for_another_architecture_loads_but_never_boots(standin, tmp_path):
         assert b"Booting" not in driver._channels["console"]._backlog
 
 
-def test_missing_platform_fails_power_on_with_renodes_text(standin):
-    with target(standin, platform="platforms/boards/no-such-board.repl") as (client, driver):
+def test_missing_platform_fails_power_on_with_renodes_text(backend):
+    with target(backend, platform="platforms/boards/no-such-board.repl") as (client, driver):
         with pytest.raises(DriverError, match=r"no-such-board\.repl"):
             client.power.on()
         assert driver._instance is None
         assert renode_processes() == []
 
 
-def test_unknown_uart_fails_power_on_naming_it(standin):
-    with target(standin, uart="sysbus.usart9") as (client, _driver):
+def test_unknown_uart_fails_power_on_naming_it(backend):
+    with target(backend, uart="sysbus.usart9") as (client, _driver):
         with pytest.raises(DriverError, match=r"sysbus\.usart9"):
             client.power.on()
         assert renode_processes() == []
@@ -178,9 +178,9 @@ def test_silent_monitor_times_out_then_fails_fast(standin, tmp_path, monkeypatch
         assert renode_processes() == []
 
 
-def test_power_is_idempotent(standin, tmp_path):
-    with target(standin) as (client, driver):
-        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
+def test_power_is_idempotent(backend, tmp_path):
+    with target(backend) as (client, driver):
+        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(backend)))
         client.power.off()
         client.power.on()
         pid = driver._instance.process.pid
@@ -191,23 +191,23 @@ def test_power_is_idempotent(standin, tmp_path):
         assert renode_processes() == []
 
 
-def test_power_read_and_dump_are_not_supported(standin, tmp_path):
-    with target(standin) as (client, _):
+def test_power_read_and_dump_are_not_supported(backend, tmp_path):
+    with target(backend) as (client, _):
         with pytest.raises(DriverError, match="no power measurement"):
             list(client.power.read())
         with pytest.raises(DriverError, match="not supported"):
             client.flasher.dump(tmp_path / "out.bin")
 
 
-def test_raw_monitor_refused_by_default(standin, tmp_path):
-    with target(standin) as (client, _):
+def test_raw_monitor_refused_by_default(backend, tmp_path):
+    with target(backend) as (client, _):
         client.power.on()
         with pytest.raises(DriverError, match="allow_raw_monitor"):
             client.monitor_cmd("version")
 
 
-def test_raw_monitor_when_allowed_refuses_control_characters(standin):
-    with target(standin, allow_raw_monitor=True) as (client, _):
+def test_raw_monitor_when_allowed_refuses_control_characters(backend):
+    with target(backend, allow_raw_monitor=True) as (client, _):
         client.power.on()
         assert "Renode, version" in client.monitor_cmd("version")
         for bad in ["version\nquit", "version\rquit", "help\tx", "\x1b[A", "\x04", "x\x00"]:
@@ -218,9 +218,9 @@ def test_raw_monitor_when_allowed_refuses_control_characters(standin):
         assert client.monitor_cmd("version")  # still in sync after the refusals and the error
 
 
-def test_close_leaves_nothing_behind(standin, tmp_path):
-    with target(standin, uarts={"debug": "sysbus.usart3"}) as (client, driver):
-        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
+def test_close_leaves_nothing_behind(backend, tmp_path):
+    with target(backend, uarts={"debug": "sysbus.usart3"}) as (client, driver):
+        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(backend)))
         client.power.on()
         workdir = driver.workdir
         links = [workdir / "uart-console", workdir / "uart-debug"]
@@ -230,8 +230,8 @@ def test_close_leaves_nothing_behind(standin, tmp_path):
     assert not Path(workdir).exists()
 
 
-def test_client_properties(standin):
-    with target(standin) as (client, _):
-        assert client.platform == standin.platform
-        assert client.uart == standin.uart
+def test_client_properties(backend):
+    with target(backend) as (client, _):
+        assert client.platform == backend.platform
+        assert client.uart == backend.uart
         assert client.machine_name == "machine-0"
