@@ -144,7 +144,8 @@ def test_transcript_bytes(name, flags):
                 continue
             if after_runfor and data.startswith(b"currentTime"):
                 # virtual time after RunFor depends on host speed: compare the shape only
-                got = recv_until(sock, lambda b: b.endswith(b"(monitor) ") or b.endswith(b"(monitor) \x1b[0m"))
+                prompt = data[data.rfind(b"(monitor) ") :]  # with the colour reset when the session has colours
+                got = recv_until(sock, lambda b, prompt=prompt: b.endswith(prompt))
                 assert re.sub(rb"\d\d:\d\d:\d\d\.\d{6}", b"T", got) == re.sub(rb"\d\d:\d\d:\d\d\.\d{6}", b"T", data)
                 continue
             if data.startswith(b"emulation RunFor"):
@@ -155,8 +156,6 @@ def test_transcript_bytes(name, flags):
                 assert recv_until(sock, lambda b: False, timeout=5) == b""
         sock.close()
         assert proc.wait(TIMEOUT) == 0
-        log = proc.stdout.read()
-        assert b"Disposed." not in log or True
         assert os.path.exists(os.path.join(tmp, "pty-link")) is False  # symlink removed on quit
     finally:
         kill(proc)

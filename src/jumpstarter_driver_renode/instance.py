@@ -91,6 +91,7 @@ class RenodeInstance:
                 process.stdout,
                 timeout=spec.command_timeout,
                 describe_exit=lambda: self.describe_failure(),
+                on_eof=lambda: process.wait_exit(2.0),
             ),
             channels,
             firmware,

@@ -7,7 +7,7 @@ TCP connection in `--port` mode); all parsing lives in `protocol`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
@@ -43,6 +43,7 @@ class MonitorClient:
         *,
         timeout: float,
         describe_exit: Callable[[], str] = lambda: "",
+        on_eof: Callable[[], Awaitable[object]] | None = None,
     ):
         self._send = send
         self._receive = receive
@@ -51,6 +52,7 @@ class MonitorClient:
         self.prompt = MONITOR_PROMPT  # the last prompt seen: which machine the monitor has selected
         self.timeout = timeout
         self._describe_exit = describe_exit
+        self._on_eof = on_eof  # lets the owner reap the process so the error can say how it ended
         self._broken: str | None = None
         self.banner: str | None = None
 
@@ -109,6 +111,8 @@ class MonitorClient:
             data = await self._receive.receive(65536)
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
             self._fail(f"Renode closed the monitor while running `{command}`")
+            if self._on_eof is not None:
+                await self._on_eof()
             raise RenodeExitedError(self._with_exit(self._broken or "")) from exc
         self._stream.feed(data)
 
