@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from jumpstarter.common.utils import serve
 from jumpstarter_driver_renode.driver import Renode
 
 STANDIN = Path(__file__).parent / "standin" / "renode"
+# Renodes inherit this, so leak checks see only this test run's processes, not a parallel run's.
+RUN_TAG = f"JUMPSTARTER_RENODE_TEST_RUN={uuid.uuid4().hex}"
+os.environ["JUMPSTARTER_RENODE_TEST_RUN"] = RUN_TAG.split("=", 1)[1]
 REAL_RENODE = shutil.which("renode")
 
 
@@ -99,7 +103,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def renode_processes() -> list[int]:
-    """PIDs of live (non-zombie) Renodes this driver started (their --config is in our workdirs)."""
+    """PIDs of live (non-zombie) Renodes this test run started (their --config is in a driver workdir)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -107,8 +111,9 @@ def renode_processes() -> list[int]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            ours = RUN_TAG.encode() in (entry / "environ").read_bytes()
         except OSError:
             continue
-        if "--config /" in cmdline and "jumpstarter-renode-" in cmdline and state != "Z":
+        if ours and "--config /" in cmdline and "jumpstarter-renode-" in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import time
 
 import pytest
@@ -171,6 +173,20 @@ def test_cli_subcommands(standin, tmp_path):
         assert bad.exit_code != 0
 
 
-def test_gdb_is_refused_until_it_can_be_confined(standin):
-    with pytest.raises(NotImplementedError, match="GDB support is not implemented"):
-        target(standin, gdb_port=3333).__enter__()
+def test_gdb_server_is_reachable_only_through_jumpstarter(standin, tmp_path):
+    with target(standin, gdb_port=0) as (client, driver):
+        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
+        client.power.on()
+        with client.gdb.stream() as gdb:
+            gdb.send(b"$?#3f")
+            reply = b""
+            while b"#" not in reply:
+                reply += gdb.receive()
+        assert reply.lstrip(b"+").startswith(b"$S05#b8")
+        pid = driver._instance.process.pid
+        # Renode runs in its own network namespace: its GDB port is not on this host's network.
+        assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", 3333), timeout=2).close()
+        client.power.off()
+        assert renode_processes() == []

@@ -187,3 +187,10 @@ def save_snapshot(path: Path) -> str:
 
 def load_snapshot(path: Path) -> str:
     return f"Load {path_token(path)}"
+
+
+def start_gdb_server(port: int) -> str:
+    """Start the GDB server without letting a debugger connection start the emulation by itself."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise UnsafeInputError(f"GDB port must be 1-65535: {port!r}")
+    return f"machine StartGdbServer {port} false"

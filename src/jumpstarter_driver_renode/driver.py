@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 from jumpstarter.driver import Driver, FlasherInterface, export, exportstream
+from jumpstarter_driver_network.driver import NetworkInterface
 from jumpstarter_driver_power.driver import PowerInterface, PowerReading
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -20,6 +21,7 @@ from . import commands
 from .errors import RenodeNotRunningError, UnsafeInputError
 from .firmware import detect_format
 from .instance import BoardSpec, Firmware, RenodeInstance
+from .netns import GDB_PORT_IN_NAMESPACE
 from .process import tail
 from .uart import DEFAULT_BACKLOG, UartChannel
 
@@ -45,7 +47,7 @@ class Renode(Driver):
     command_timeout: float = Field(default=30.0, gt=0, le=3600)
     console_backlog: int = Field(default=DEFAULT_BACKLOG, ge=0, le=256 * 1024 * 1024)
     autostart: bool = True
-    gdb_port: int | None = None
+    gdb_port: int | None = Field(default=None, ge=0, le=65535)
 
     def __post_init__(self):
         self._renode_log_level = _split_log_level(self)
@@ -62,17 +64,14 @@ class Renode(Driver):
         self.children[MAIN_CONSOLE] = RenodeConsole(channel=self._channels[MAIN_CONSOLE])
         for name in self.uarts:
             self.children[name] = RenodeConsole(channel=self._channels[name])
+        if self.gdb_port is not None:
+            self.children["gdb"] = RenodeGdb(parent=self)
         if self.monitor_port:
             self.logger.warning(
                 "monitor_port=%d is ignored: the monitor runs over a private pipe, never a TCP port", self.monitor_port
             )
 
     def _validate(self) -> None:
-        if self.gdb_port is not None:
-            raise NotImplementedError(
-                "gdb_port: GDB support is not implemented yet. Renode's GDB server listens on every network "
-                "interface and this driver cannot yet confine it to Jumpstarter; see README 'Missing'"
-            )
         if (self.platform is None) == (self.script is None):
             raise ValueError("set exactly one of `platform` (a .repl file) or `script` (a .resc file)")
         try:
@@ -130,6 +129,7 @@ class Renode(Driver):
             startup_timeout=self.startup_timeout,
             command_timeout=self.command_timeout,
             autostart=self.autostart,
+            gdb_port=None if self.gdb_port is None else (self.gdb_port or GDB_PORT_IN_NAMESPACE),
         )
 
     def running(self) -> RenodeInstance:
@@ -383,6 +383,20 @@ class RenodeFlasher(FlasherInterface, Driver):
     @export
     async def dump(self, target, partition: str | None = None):
         raise NotImplementedError("reading firmware back from a Renode target is not supported")
+
+
+@dataclass(kw_only=True)
+class RenodeGdb(NetworkInterface, Driver):
+    """Renode's GDB server, reachable only through Jumpstarter (`j board gdb forward-tcp 3333`)."""
+
+    parent: Renode
+
+    @exportstream
+    @asynccontextmanager
+    async def connect(self):
+        socket_path = self.parent.running().gdb_socket
+        async with await anyio.connect_unix(str(socket_path)) as stream:
+            yield stream
 
 
 @dataclass(kw_only=True)

@@ -56,6 +56,7 @@ class BoardSpec:
     startup_timeout: float
     command_timeout: float
     autostart: bool = True  # False: power on leaves the machine paused at virtual time zero
+    gdb_port: int | None = None  # port of Renode's GDB server inside its private network namespace
 
 
 @dataclass(eq=False)
@@ -75,13 +76,18 @@ class RenodeInstance:
     def log_path(self) -> Path:
         return self.workdir / "renode.log"
 
+    @property
+    def gdb_socket(self) -> Path | None:
+        return self.workdir / "gdb.sock" if self.spec.gdb_port is not None else None
+
     @classmethod
     async def start(
         cls, spec: BoardSpec, workdir: Path, channels: dict[str, UartChannel], firmware: Firmware | None
     ) -> RenodeInstance:
         executable = resolve_renode(spec.renode_path)
         version = await check_version(executable, spec.startup_timeout)
-        process = await RenodeProcess.spawn(executable, workdir)
+        gdb = (workdir / "gdb.sock", spec.gdb_port) if spec.gdb_port is not None else None
+        process = await RenodeProcess.spawn(executable, workdir, gdb)
         self = cls(
             spec,
             workdir,
@@ -140,6 +146,8 @@ class RenodeInstance:
             await run(command, timeout=spec.startup_timeout)
         if self.firmware is not None:
             await self._load(self.firmware)
+        if spec.gdb_port is not None:
+            await run(commands.start_gdb_server(spec.gdb_port))
         if spec.autostart:
             await self.resume()
 
@@ -219,6 +227,8 @@ class RenodeInstance:
 
     def _detach(self) -> None:
         self._detach_channels()
+        if self.gdb_socket is not None:
+            self.gdb_socket.unlink(missing_ok=True)
         for link in self._links:
             with contextlib.suppress(OSError):
                 link.unlink()

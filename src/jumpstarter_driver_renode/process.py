@@ -25,6 +25,7 @@ from pathlib import Path
 import anyio
 
 from .errors import RenodeStartError
+from .netns import isolated_argv
 from .protocol import parse_version
 
 logger = logging.getLogger(__name__)
@@ -162,13 +163,20 @@ class RenodeProcess:
     stderr_path: Path
 
     @classmethod
-    async def spawn(cls, executable: str, workdir: Path) -> RenodeProcess:
+    async def spawn(cls, executable: str, workdir: Path, gdb: tuple[Path, int] | None = None) -> RenodeProcess:
+        """Start Renode; with `gdb` = (socket path, port), inside a private network namespace (see netns)."""
         config_file = workdir / "renode.config"  # Renode's per-user config, lock and history, per target
         stderr_path = workdir / "renode.stderr"
+        argv = renode_argv(executable, config_file)
+        if gdb is None:
+            argv = die_with_parent(argv)
+        else:
+            gdb[0].unlink(missing_ok=True)
+            argv = isolated_argv(argv, str(gdb[0]), gdb[1])
         with stderr_path.open("wb") as stderr:
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *die_with_parent(renode_argv(executable, config_file)),
+                    *argv,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=stderr,
