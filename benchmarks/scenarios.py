@@ -20,13 +20,14 @@ from jumpstarter_driver_composite.driver import Composite
 
 POWER_RUNS = 15
 MONITOR_RUNS = 300
-ECHO_RUNS = 50
+ECHO_RUNS = 200
 FLOOD_BYTES = 4 * MIB
 FLOOD_RUNS = 4
 RESET_RUNS = 15
 SCALE_SIZES = (1, 4, 16)
 SCALE_RUNS = 3
 FLASH_RUNS = {"1mib": 8, "32mib": 4}
+BOOT_LINE = b"Booting stand-in firmware sha256="
 
 
 class Side:
@@ -68,13 +69,16 @@ def run_all(side: Side, only: set[str] | None = None) -> dict:
             try:
                 step(side, results, images)
             except Exception as exc:  # one broken scenario must not hide the others
-                results[f"{name}: error"] = not_run(f"{type(exc).__name__}: {_short(exc)}")
+                results[f"{name}: error"] = not_run(_short(exc))
     return results
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:160] + ("..." if len(text) > 160 else "")
+    """The error in one line; for an exception group, its first leaf (the real error)."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    text = f"{type(exc).__name__}: " + " ".join(str(exc).split())
+    return text if len(text) <= 360 else f"{text[:140]} ... {text[-200:]}"
 
 
 class _Target:
@@ -105,9 +109,7 @@ def probe(side: Side, results: dict, images: dict) -> None:
         try:
             client.power.on()
         except Exception as exc:
-            results["power-on"] = not_run(
-                f"FAILS after {time.perf_counter() - start:.1f}s: {type(exc).__name__}: {_short(exc)}"
-            )
+            results["power-on"] = not_run(f"FAILS after {time.perf_counter() - start:.1f}s: {_short(exc)}")
             return
         results["power-on"] = summary(ms([time.perf_counter() - start]), "ms")
         client.power.off()
@@ -125,15 +127,21 @@ def power(side: Side, results: dict, images: dict) -> None:
         client.flasher.flash(images["small"])
         first = timed(client.power.on)
         client.power.off()
+        cpu = time.process_time()
         for _ in range(POWER_RUNS):
             on = timed(client.power.on)
             off = timed(client.power.off)
             on_times.append(on)
             cycles.append(on + off)
+        cpu_per_cycle = (time.process_time() - cpu) / POWER_RUNS
     results["power-on, first call (not in the figures below)"] = summary(ms([first]), "ms")
     results["power-on total (serve)"] = summary(ms(on_times), "ms")
     results["power-on overhead (total - stand-in alone)"] = summary(ms([t - baseline for t in on_times]), "ms")
     results["power on+off cycle (serve)"] = summary(ms(cycles), "ms")
+    results["CPU per on+off cycle, exporter+client process (mean)"] = {
+        "value": round(cpu_per_cycle * 1000, 1),
+        "unit": "ms",
+    }
 
 
 # -- monitor -------------------------------------------------------------------------------------
@@ -160,13 +168,15 @@ def console(side: Side, results: dict, images: dict) -> None:
         client.power.on()
         with client.console.pexpect() as con:
             con.maxread = 65536  # read what is there, not 2000-byte slices: measure the driver, not pexpect
-            con.expect(rb"Booting stand-in firmware", timeout=20)
             echoes = []
-            for i in range(ECHO_RUNS):
+            for i in range(ECHO_RUNS + 1):
                 start = time.perf_counter()
                 con.send(f"ping {i}\r".encode())
                 con.expect_exact(f"echo: ping {i}\r\n".encode(), timeout=20)
                 echoes.append(time.perf_counter() - start)
+                if i == 0:  # the first exchange brings the link up; what came before it is the boot output
+                    boot_seen = BOOT_LINE in con.before
+            echoes = echoes[1:]
             rates = []
             for _ in range(FLOOD_RUNS):
                 start = time.perf_counter()
@@ -174,6 +184,11 @@ def console(side: Side, results: dict, images: dict) -> None:
                 con.expect_exact(b"\r\nflood done\r\n", timeout=120, searchwindowsize=64)
                 rates.append(FLOOD_BYTES / MIB / (time.perf_counter() - start))
         client.power.off()
+    results["console attached after power-on sees the boot output"] = (
+        {"value": "yes"}
+        if boot_seen
+        else not_run("NO: the firmware's boot line was lost (printed before the console attached)")
+    )
     results["console echo latency (pexpect)"] = summary(ms(echoes), "ms")
     results[f"console UART -> pexpect, {FLOOD_BYTES // MIB} MiB flood"] = summary(rates, "MiB/s", higher_is_better=True)
 
@@ -205,7 +220,7 @@ def _snapshot(client) -> dict:
             client.save_snapshot(*args)
         return summary(ms([timed(client.restore_snapshot, *args) for _ in range(RESET_RUNS)]), "ms")
     except Exception as exc:
-        return not_run(f"failed: {type(exc).__name__}: {_short(exc)}")
+        return not_run(f"failed: {_short(exc)}")
 
 
 def _takes_argument(method) -> bool:
@@ -232,7 +247,7 @@ def flash(side: Side, results: dict, images: dict) -> None:
                     rates = [mib / timed(client.flasher.flash, path) for _ in range(runs)]
                     results[key] = summary(rates, "MiB/s", higher_is_better=True)
                 except Exception as exc:
-                    results[key] = not_run(f"fails: {type(exc).__name__}: {_short(exc)}")
+                    results[key] = not_run(f"fails: {_short(exc)}")
         client.power.off()
 
 
@@ -241,28 +256,30 @@ def flash(side: Side, results: dict, images: dict) -> None:
 
 def scale(side: Side, results: dict, images: dict) -> None:
     for count in SCALE_SIZES:
-        totals, failures, per_target = [], 0, []
+        totals, failures, first_error = [], 0, None
         names = [f"t{i}" for i in range(count)]
+        rss_before = rss_kib()
         root = Composite(children={name: side.driver(machine_name=f"m{name}") for name in names})
         try:
             with serve(root) as client:
                 for name in names:
                     client.children[name].flasher.flash(images["small"])
-                for _ in range(SCALE_RUNS):
-                    before = rss_kib()
+                for run in range(SCALE_RUNS):
                     total, errors = _concurrently([client.children[n].power.on for n in names])
                     failures += len(errors) + sum(not side.running(root.children[n]) for n in names)
-                    per_target.append((rss_kib() - before) / count)
+                    first_error = first_error or (errors and _short(errors[0]))
                     totals.append(total)
+                    if run == 0:
+                        rss_growth = (rss_kib() - rss_before) / count / 1024
                     _, off_errors = _concurrently([client.children[n].power.off for n in names])
                     failures += len(off_errors)
+                    first_error = first_error or (off_errors and _short(off_errors[0]))
         finally:
             root.close()
-        results[f"scale {count:2d} targets: concurrent power-on, total"] = summary(ms(totals), "ms")
-        results[f"scale {count:2d} targets: failures"] = {"median": failures, "p95": failures, "n": SCALE_RUNS * count, "unit": "count"}
-        results[f"scale {count:2d} targets: exporter RSS growth per target"] = summary(
-            [k / 1024 for k in per_target], "MiB"
-        )
+        label = f"scale {count:2d} targets"
+        results[f"{label}: concurrent power-on, total"] = summary(ms(totals), "ms")
+        results[f"{label}: failed calls"] = {"value": failures, "of": SCALE_RUNS * count * 2, "first": first_error}
+        results[f"{label}: exporter RSS growth / target"] = {"value": round(rss_growth, 2), "unit": "MiB"}
 
 
 def _concurrently(calls: list[Callable]) -> tuple[float, list[BaseException]]:
@@ -285,4 +302,3 @@ def _concurrently(calls: list[Callable]) -> tuple[float, list[BaseException]]:
     for t in threads:
         t.join()
     return time.perf_counter() - start, errors
-

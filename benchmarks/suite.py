@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PLATFORM, STANDIN, UART  # noqa: E402
-from scenarios import Side, run_all  # noqa: E402
+from common import PLATFORM, STANDIN, UART
+from scenarios import Side, run_all
 
 PROMPT = b"(monitor)"
 TELNET_GREETING = bytes([0xFF, 0xFB, 0x00, 0xFF, 0xFD, 0x01, 0xFF, 0xFD, 0x03])  # what telnet clients send first
@@ -145,7 +145,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("side", choices=["ours", "theirs"])
     parser.add_argument("--renode", default=str(STANDIN), help="our side: the renode executable")
-    parser.add_argument("--only", default="", help="comma-separated steps (power,monitor,console,reset,flash,scale,probe)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated steps (power,monitor,console,reset,flash,scale,probe)"
+    )
     args = parser.parse_args()
     os.environ["TERM"] = "dumb"  # no rich progress bar on flash (both sides alike)
     side = Ours(args.renode) if args.side == "ours" else Theirs()
