@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BACKLOG = 1024 * 1024  # bytes kept for the next console; older bytes are dropped first
 _READ_SIZE = 65536
+_BATCH = 65536  # one delivery (one gRPC message) carries up to this much: a PTY read gives ~4 KiB
 
 
 @dataclass(eq=False)
@@ -77,19 +78,40 @@ class UartChannel:
         return self._fd is not None
 
     async def _run_pump(self, fd: int) -> None:
-        while True:
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        # Registered once for the whole run: re-registering per read costs more than the read.
+        loop.add_reader(fd, ready.set)
+        try:
+            while True:
+                await ready.wait()
+                ready.clear()
+                data, closed = self._read_available(fd)
+                if data:
+                    await self._deliver(data)
+                if closed:
+                    return
+        finally:
+            loop.remove_reader(fd)
+
+    def _read_available(self, fd: int) -> tuple[bytes, bool]:
+        """Everything the PTY holds right now (up to _BATCH), and whether Renode closed its side."""
+        chunks: list[bytes] = []
+        size = 0
+        while size < _BATCH:
             try:
-                await anyio.wait_readable(fd)
-                data = os.read(fd, _READ_SIZE)
+                chunk = os.read(fd, _READ_SIZE)
             except BlockingIOError:
-                continue
+                break
             except OSError as exc:
                 if exc.errno != errno.EIO:  # EIO: Renode closed its side (quit or crash)
                     logger.warning("UART %s: read failed: %s", self.name, exc)
-                return
-            if not data:
-                return
-            await self._deliver(data)
+                return b"".join(chunks), True
+            if not chunk:
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), False  # more left? the reader is level-triggered and fires again
 
     async def _deliver(self, data: bytes) -> None:
         delivered = False
