@@ -46,8 +46,8 @@ def main() -> int:
             return 2
 
     from images import elf32  # tests/images.py: a byte-built ELF for the stand-in
-
     from jumpstarter.common.utils import serve
+
     from jumpstarter_driver_renode.driver import Renode
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from anyio.from_thread import start_blocking_portal
 from conftest import STANDIN, boot_line, firmware_for, renode_processes, target, write
+from images import elf32
 from jumpstarter.client import client_from_path
 from jumpstarter.client.core import DriverError
 from jumpstarter.common import ExporterStatus
@@ -163,11 +164,6 @@ def test_sigkill_mid_command_fails_fast_and_next_power_on_works(standin, tmp_pat
         leaks.verify(driver)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when Renode dies, the error is built before the process is reaped, so it often says "
-    "'Renode is still running' instead of how Renode ended (monitor.py MonitorClient._read_more)",
-)
 @pytest.mark.parametrize("how", ["sigkill", "exit_at_start"])
 def test_error_always_says_how_renode_ended(standin, monkeypatch, how):
     """Repeated deaths must each be reported as what they were: the reaping race must not pick the message."""
@@ -440,7 +436,7 @@ with start_blocking_portal() as portal, ExitStack() as stack:
     with portal.wrap_async_context_manager(client_from_path(path, portal, stack, allow=[], unsafe=True)) as client:
         print("CONNECTED", flush=True)
         if action == "flash":
-            client.flasher.flash(arg, load_address="0x08000000")
+            client.flasher.flash(arg)
             print("FLASHED", flush=True)
         elif action == "console":
             with client.console.pexpect() as console:
@@ -489,7 +485,8 @@ def test_client_killed_mid_flash_then_another_client_flashes(standin, tmp_path):
             assert read_line(proc, 30) == "CONNECTED"
             writer = os.open(fifo, os.O_WRONLY)
             try:
-                os.write(writer, b"\x01" * (1 << 20))
+                # An ELF whose one segment is 4 MiB long; only its first MiB is ever sent.
+                os.write(writer, elf32(b"\x00\xbf" * (2 << 20))[: 1 << 20])
                 images = driver.workdir / "firmware"
                 wait_until(
                     lambda: images.is_dir() and any(p.stat().st_size > 0 for p in images.iterdir()),
@@ -557,10 +554,14 @@ def test_session_ends_while_a_client_still_holds_the_console(standin, tmp_path):
 
 
 EXPORTER_PROCESS = r"""
-import sys
+import os, sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
+import conftest
 from conftest import BACKENDS, firmware_for, target, write
+# Tag this exporter's Renode with the parent test run's tag, so the parent's renode_processes() sees it.
+os.environ["JUMPSTARTER_RENODE_TEST_RUN"] = sys.argv[3]
+conftest.RUN_TAG = "JUMPSTARTER_RENODE_TEST_RUN=" + sys.argv[3]
 standin = BACKENDS["standin"]
 with target(standin) as (client, driver):
     client.flasher.flash(write(Path(sys.argv[2]), "fw.elf", firmware_for(standin)))
@@ -572,7 +573,7 @@ with target(standin) as (client, driver):
 
 def test_exporter_killed_takes_renode_with_it(standin, tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-c", EXPORTER_PROCESS, str(TESTS), str(tmp_path)],
+        [sys.executable, "-c", EXPORTER_PROCESS, str(TESTS), str(tmp_path), os.environ["JUMPSTARTER_RENODE_TEST_RUN"]],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -677,11 +678,6 @@ def test_sixteen_targets_flashed_and_power_cycled_concurrently(standin, tmp_path
 # -- resources that must not grow -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: every power on rotates renode.log to renode.log.N in the target's directory and nothing "
-    "ever removes them (instance.py RenodeInstance._boot / logFile)",
-)
 def test_power_cycles_do_not_pile_up_files(standin, tmp_path):
     with target(standin) as (client, driver):
         client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))

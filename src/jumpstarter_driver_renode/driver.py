@@ -14,7 +14,7 @@ import anyio
 from jumpstarter.driver import Driver, FlasherInterface, export, exportstream
 from jumpstarter_driver_network.driver import NetworkInterface
 from jumpstarter_driver_power.driver import PowerInterface, PowerReading
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictInt, StrictStr
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from . import commands
@@ -42,7 +42,7 @@ class Renode(Driver):
     extra_commands: list[str] = Field(default_factory=list)
     allow_raw_monitor: bool = False
     renode_path: str | None = None
-    load_address: str | int | None = None
+    load_address: StrictStr | StrictInt | None = None
     startup_timeout: float = Field(default=60.0, gt=0, le=3600)
     command_timeout: float = Field(default=30.0, gt=0, le=3600)
     console_backlog: int = Field(default=DEFAULT_BACKLOG, ge=0, le=256 * 1024 * 1024)

@@ -29,7 +29,7 @@ def detect_format(path: Path) -> str:
     with path.open("rb") as f:
         head = f.read(64)
     if head.startswith(ELF_MAGIC):
-        check_elf_header(head, size)
+        check_elf_segments(path, size)
         return "elf"
     for magic, what in _REFUSED.items():
         if head.startswith(magic):
@@ -44,7 +44,7 @@ def _looks_like_text(head: bytes) -> bool:
     return all(b in b"\r\n" or 0x20 <= b < 0x7F for b in head)
 
 
-def check_elf_header(head: bytes, size: int) -> None:
+def check_elf_header(head: bytes, size: int) -> tuple[int, int, int, bool, str]:
     """Reject ELF files whose header is truncated or inconsistent (Renode reports those poorly)."""
     if len(head) < 6 or head[4] not in (1, 2) or head[5] not in (1, 2):
         raise FirmwareError(
@@ -67,10 +67,31 @@ def check_elf_header(head: bytes, size: int) -> None:
         raise FirmwareError(
             f"ELF image is truncated: its program headers end at byte {phoff + phentsize * phnum}, the file has {size}"
         )
+    return phoff, phentsize, phnum, is64, endian
+
+
+def check_elf_segments(path: Path, size: int) -> None:
+    """Every segment the program headers describe must lie inside the file (a cut-off upload does not)."""
+    with path.open("rb") as f:
+        head = f.read(64)
+        phoff, phentsize, phnum, is64, endian = check_elf_header(head, size)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    for index in range(phnum):
+        entry = table[index * phentsize : (index + 1) * phentsize]
+        if is64:
+            offset, filesz = struct.unpack_from(endian + "Q", entry, 8)[0], struct.unpack_from(endian + "Q", entry, 32)[0]
+        else:
+            offset, filesz = struct.unpack_from(endian + "I", entry, 4)[0], struct.unpack_from(endian + "I", entry, 16)[0]
+        if offset + filesz > size:
+            raise FirmwareError(
+                f"ELF image is truncated: segment {index} ends at byte {offset + filesz}, the file has {size}"
+            )
 
 
 def check_intel_hex(path: Path) -> None:
     """Validate every record's syntax and checksum, naming the first bad line."""
+    last_type = None
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             line = raw.strip()
@@ -88,3 +109,8 @@ def check_intel_hex(path: Path) -> None:
                 )
             if sum(record) & 0xFF:
                 raise FirmwareError(f"Intel HEX line {number} has a bad checksum")
+            if last_type == 1:
+                raise FirmwareError(f"Intel HEX line {number} follows the end-of-file record")
+            last_type = record[3]
+    if last_type != 1:
+        raise FirmwareError("Intel HEX image has no end-of-file record (:00000001FF): truncated?")

@@ -32,6 +32,19 @@ def parse_virtual_time(output: str) -> float:
     return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
 
 
+def _keep_one_previous_log(workdir: Path) -> None:
+    """Each power-on writes a fresh renode.log; the previous run's stays as renode.previous.log.
+
+    (Renode itself would rotate an existing log to renode.log.N, one more file per power-on.)
+    """
+    for old in workdir.glob("renode.log.*"):
+        old.unlink(missing_ok=True)
+    for name in ("renode.log", "renode.stderr"):
+        current = workdir / name
+        if current.exists():
+            current.replace(workdir / name.replace("renode.", "renode.previous.", 1))
+
+
 @dataclass(frozen=True)
 class Firmware:
     path: Path
@@ -86,6 +99,7 @@ class RenodeInstance:
     ) -> RenodeInstance:
         executable = resolve_renode(spec.renode_path)
         version = await check_version(executable, spec.startup_timeout)
+        _keep_one_previous_log(workdir)
         gdb = (workdir / "gdb.sock", spec.gdb_port) if spec.gdb_port is not None else None
         process = await RenodeProcess.spawn(executable, workdir, gdb)
         self = cls(

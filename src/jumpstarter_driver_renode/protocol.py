@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 IAC, SB, SE = 0xFF, 0xFA, 0xF0
 _NEGOTIATION = {0xFB, 0xFC, 0xFD, 0xFE}  # WILL WONT DO DONT: IAC + verb + option
+_MAX_SUBNEGOTIATION = 1024
 
 # Error phrases from Renode's sources (Monitor.cs, MonitorCommands.cs, CreationDriver.cs ...): the
 # second check beside the red colour, for --plain output and commands that print without colour.
@@ -97,7 +98,10 @@ class MonitorStream:
             return 3 if i + 2 < len(buf) else 0
         if verb == SB:
             end = buf.find(bytes([IAC, SE]), i + 2)
-            return 0 if end < 0 else end + 2 - i
+            if end >= 0:
+                return end + 2 - i
+            # Renode never sends sub-negotiation; an unterminated one is garbage: drop just IAC SB.
+            return 0 if len(buf) - i < _MAX_SUBNEGOTIATION else 2
         return 2
 
     @staticmethod
@@ -127,6 +131,10 @@ class MonitorStream:
 
     def as_str(self) -> str:
         return "".join(self.text)
+
+    def ends_with_prompt(self) -> bool:
+        """Cheap pre-check on the last characters only: output arrives a byte at a time."""
+        return _PROMPT_AT_END_RE.search("".join(self.text[-_PROMPT_TAIL:])) is not None
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,7 @@ def _match_echo(text: str, start: int, command: str) -> int | None:
 # Any machine name is accepted, so scripts and snapshots that select their own machine keep working.
 PROMPT_RE = re.compile(r"\((?:[^()\r\n]{1,64})\) ")
 _PROMPT_AT_END_RE = re.compile(r"\((?:[^()\r\n]{1,64})\) \Z")
+_PROMPT_TAIL = 64 + 4
 
 
 def find_prompt_end(text: str, start: int = 0) -> tuple[int, int] | None:
@@ -186,6 +195,8 @@ def take_reply(stream: MonitorStream, command: str) -> Reply | None:
     ends the buffered text. Anything before the echoing prompt (stale or unsolicited output) is
     dropped with the reply.
     """
+    if not stream.ends_with_prompt():
+        return None
     text = stream.as_str()
     for m in PROMPT_RE.finditer(text):
         echo_end = _match_echo(text, m.end(), command)
@@ -221,6 +232,8 @@ def _reply(body: str, red: list[bool], prompt: str) -> Reply:
 
 def banner_ready(stream: MonitorStream) -> str | None:
     """The banner line (`Renode, version ...`) once the first prompt has followed it, else None."""
+    if not stream.ends_with_prompt():
+        return None
     text = stream.as_str()
     at = text.find("Renode, version ")
     if at < 0 or find_prompt_end(text, at) is None:
