@@ -38,11 +38,42 @@ class _Subscriber:
 
 
 @dataclass(eq=False)
+class _Attachment:
+    """One opened PTY. The fd is unregistered from the event loop *before* it is closed: once closed,
+    its number can be reused by another target's PTY, whose reader a late removal would delete."""
+
+    fd: int
+    loop: asyncio.AbstractEventLoop
+    task: asyncio.Task | None = None
+    closed: bool = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.task is not None:
+            self.task.cancel()
+        try:
+            on_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop or self.loop.is_closed() or not self.loop.is_running():
+            self._release()
+        else:  # another thread (a lifecycle close): let the loop unregister, then close, in order
+            self.loop.call_soon_threadsafe(self._release)
+
+    def _release(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.fd)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+@dataclass(eq=False)
 class UartChannel:
     name: str
     backlog_limit: int = DEFAULT_BACKLOG
-    _fd: int | None = None
-    _pump: asyncio.Task | None = None
+    _attachment: _Attachment | None = None
     _backlog: bytearray = field(default_factory=bytearray)
     _dropped: int = 0
     _subscribers: list[_Subscriber] = field(default_factory=list)
@@ -57,31 +88,28 @@ class UartChannel:
             tty.setraw(fd, termios.TCSANOW)  # no echo or line editing on our end of the PTY
         except termios.error:
             pass
-        self._fd = fd
+        attachment = _Attachment(fd, asyncio.get_running_loop())
+        self._attachment = attachment
         self._backlog.clear()
         self._dropped = 0
         # A task rather than a task group: it must outlive the call that powered the target on.
-        self._pump = asyncio.get_running_loop().create_task(self._run_pump(fd), name=f"uart-{self.name}")
+        attachment.task = attachment.loop.create_task(self._run_pump(attachment), name=f"uart-{self.name}")
 
     def detach(self) -> None:
         """Stop reading (power off); attached consoles stay attached."""
-        if self._pump is not None:
-            self._pump.cancel()
-            self._pump = None
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+        attachment, self._attachment = self._attachment, None
+        if attachment is not None:
+            attachment.close()
 
     @property
     def attached(self) -> bool:
-        return self._fd is not None
+        return self._attachment is not None
 
-    async def _run_pump(self, fd: int) -> None:
-        loop = asyncio.get_running_loop()
+    async def _run_pump(self, attachment: _Attachment) -> None:
+        fd = attachment.fd
         ready = asyncio.Event()
         # Registered once for the whole run: re-registering per read costs more than the read.
-        loop.add_reader(fd, ready.set)
+        attachment.loop.add_reader(fd, ready.set)
         try:
             while True:
                 await ready.wait()
@@ -92,7 +120,8 @@ class UartChannel:
                 if closed:
                     return
         finally:
-            loop.remove_reader(fd)
+            if not attachment.closed:  # ended by itself (Renode closed the PTY): the fd is still ours
+                attachment.loop.remove_reader(fd)
 
     def _read_available(self, fd: int) -> tuple[bytes, bool]:
         """Everything the PTY holds right now (up to _BATCH), and whether Renode closed its side."""
@@ -133,7 +162,7 @@ class UartChannel:
             logger.warning("UART %s: backlog full, dropped %d oldest bytes", self.name, excess)
 
     async def write(self, data: bytes) -> None:
-        fd = self._fd
+        fd = self._attachment.fd if self._attachment is not None else None
         if fd is None:
             logger.debug("UART %s: target is off, dropping %d input bytes", self.name, len(data))
             return
