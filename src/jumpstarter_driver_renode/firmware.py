@@ -80,9 +80,15 @@ def check_elf_segments(path: Path, size: int) -> None:
     for index in range(phnum):
         entry = table[index * phentsize : (index + 1) * phentsize]
         if is64:
-            offset, filesz = struct.unpack_from(endian + "Q", entry, 8)[0], struct.unpack_from(endian + "Q", entry, 32)[0]
+            offset, filesz = (
+                struct.unpack_from(endian + "Q", entry, 8)[0],
+                struct.unpack_from(endian + "Q", entry, 32)[0],
+            )
         else:
-            offset, filesz = struct.unpack_from(endian + "I", entry, 4)[0], struct.unpack_from(endian + "I", entry, 16)[0]
+            offset, filesz = (
+                struct.unpack_from(endian + "I", entry, 4)[0],
+                struct.unpack_from(endian + "I", entry, 16)[0],
+            )
         if offset + filesz > size:
             raise FirmwareError(
                 f"ELF image is truncated: segment {index} ends at byte {offset + filesz}, the file has {size}"
