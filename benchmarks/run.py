@@ -173,13 +173,13 @@ def check_targets(results: dict[str, dict]) -> None:
     print(f"  monitor direct < 1 ms median: {direct and round(direct, 3)} ms -> {verdict(below(direct, 1))}")
     print(f"  monitor through serve() < 5 ms median: {served and round(served, 3)} ms -> {verdict(below(served, 5))}")
     flash_ok = None if None in flash32 else min(flash32) >= 100
-    print(f"  flash 32 MiB >= 100 MiB/s (before power-on, while running): {flash32} -> {verdict(flash_ok)}")
+    shown_flash = ", ".join("n/a" if v is None else f"{v:.1f}" for v in flash32)
+    print(f"  flash 32 MiB >= 100 MiB/s (before power-on, while running): {shown_flash} -> {verdict(flash_ok)}")
     print(
         f"  16 concurrent targets, no failure: {fails} failed calls -> {verdict(None if fails is None else fails == 0)}"
     )
-    print(
-        f"  power-on >= 5x faster than 0.9.0: {speedup and round(speedup, 1)}x -> {verdict(None if speedup is None else speedup >= 5)}"
-    )
+    shown = "not measured (0.9.0's power-on failed: see its notes)" if speedup is None else f"{speedup:.1f}x"
+    print(f"  power-on >= 5x faster than 0.9.0: {shown} -> {verdict(None if speedup is None else speedup >= 5)}")
 
 
 def main() -> int:
