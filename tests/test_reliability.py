@@ -438,6 +438,9 @@ with start_blocking_portal() as portal, ExitStack() as stack:
         if action == "flash":
             client.flasher.flash(arg)
             print("FLASHED", flush=True)
+        elif action == "on":
+            client.power.on()
+            print("ON", flush=True)
         elif action == "console":
             with client.console.pexpect() as console:
                 console.expect(arg.encode(), timeout=10)
@@ -472,6 +475,25 @@ def kill_client(proc: subprocess.Popen) -> None:
     proc.wait(10)
     proc.stdin.close()
     proc.stdout.close()
+
+
+def test_client_killed_mid_power_on_leaves_no_renode_behind(standin, tmp_path, monkeypatch):
+    monkeypatch.setenv("STANDIN_START_DELAY", "3")  # power-on is still waiting for the prompt when we kill
+    with shared_session() as (path, client, driver):
+        proc = client_process(path, "on", "")
+        try:
+            assert read_line(proc, 30) == "CONNECTED"
+            wait_until(lambda: renode_processes() != [], 10, "Renode to be started by the power-on call")
+            kill_client(proc)
+        finally:
+            if proc.poll() is None:
+                kill_client(proc)
+        # The call was cancelled with its client: the half-started Renode is stopped, nothing stays.
+        wait_until(lambda: renode_processes() == [], 15, "the half-started Renode to be stopped")
+        assert driver._instance is None
+        client.power.on()  # the target still works for the next client
+        client.power.off()
+        assert renode_processes() == []
 
 
 def test_client_killed_mid_flash_then_another_client_flashes(standin, tmp_path):

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+
 from . import commands
 from .errors import RenodeError, RenodeExitedError, RenodeStartError
 from .monitor import MonitorClient, selected_machine
@@ -120,8 +122,8 @@ class RenodeInstance:
         try:
             await self._boot()
         except BaseException:
-            with contextlib.suppress(Exception):
-                await self.stop()
+            with contextlib.suppress(Exception), anyio.CancelScope(shield=True):
+                await self.stop()  # also when the caller went away mid-start: never leave Renode behind
             raise
         return self
 
@@ -248,7 +250,14 @@ class RenodeInstance:
                 link.unlink()
 
     async def stop(self) -> None:
-        """quit, then terminate, then kill; always reaps the process and closes the UARTs."""
+        """quit, then terminate, then kill; always reaps the process and closes the UARTs.
+
+        Shielded from cancellation (a client that disconnects mid-`off`), and bounded in time.
+        """
+        with anyio.CancelScope(shield=True):
+            await self._stop()
+
+    async def _stop(self) -> None:
         self._detach()
         try:
             if self.process.returncode is None and self.monitor.broken is None:
