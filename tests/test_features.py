@@ -52,9 +52,9 @@ def test_run_for_is_deterministic(standin, tmp_path):
     assert b"tick 3" not in outputs[0]
 
 
-def test_pause_stops_virtual_time_and_resume_restarts_it(standin, tmp_path):
-    with target(standin) as (client, _):
-        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
+def test_pause_stops_virtual_time_and_resume_restarts_it(backend, tmp_path):
+    with target(backend) as (client, _):
+        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(backend)))
         client.power.on()
         client.pause()
         paused_at = client.virtual_time()
@@ -90,8 +90,8 @@ def test_snapshot_restore_keeps_consoles_working(standin, tmp_path, paused):
             console.expect(rb"echo: after restore", timeout=10)
 
 
-def test_snapshot_names_are_validated(standin):
-    with target(standin) as (client, _):
+def test_snapshot_names_are_validated(backend):
+    with target(backend) as (client, _):
         client.power.on()
         for bad in ["../escape", "a b", "x;quit", 'q"', "$var", "a\nb", ""]:
             with pytest.raises(DriverError, match="snapshot name"):
@@ -122,9 +122,9 @@ def test_platform_and_script_are_exclusive(standin, tmp_path):
         target(standin, script=str(script)).__enter__()
 
 
-def test_log_tail_and_follow(standin, tmp_path):
-    with target(standin, log_level="debug") as (client, _):
-        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
+def test_log_tail_and_follow(backend, tmp_path):
+    with target(backend, log_level="debug") as (client, _):
+        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(backend)))
         client.power.on()
         text = client.log(lines=200)
         assert text.strip()
@@ -173,9 +173,9 @@ def test_cli_subcommands(standin, tmp_path):
         assert bad.exit_code != 0
 
 
-def test_gdb_server_is_reachable_only_through_jumpstarter(standin, tmp_path):
-    with target(standin, gdb_port=0) as (client, driver):
-        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
+def test_gdb_server_is_reachable_only_through_jumpstarter(backend, tmp_path):
+    with target(backend, gdb_port=0) as (client, driver):
+        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(backend)))
         client.power.on()
         with client.gdb.stream() as gdb:
             gdb.send(b"$?#3f")
