@@ -401,8 +401,14 @@ def test_firmware_on_pty_uart_and_loader_errors(tmp_path):
             )
             assert read_fd_until(fd, lambda b: len(b) >= len(expected)) == expected
             os.write(fd, b"hello\r")
-            cmd('emulation RunFor "0.1"')
-            assert read_fd_until(fd, lambda b: b.endswith(b"\r\n")) == b"echo: hello\r\n"
+            # Input reaches the UART asynchronously (a reader thread, as in Renode): run until it is echoed.
+            echoed = b""
+            for _ in range(50):
+                cmd('emulation RunFor "0.1"')
+                if select.select([fd], [], [], 0.05)[0]:
+                    echoed = read_fd_until(fd, lambda b: b.endswith(b"\r\n"))
+                    break
+            assert echoed == b"echo: hello\r\n"
             cmd("start")
             assert cmd("sysbus LoadELF @%s" % elf).endswith(b"Cannot load ELF on an unpaused machine.\r\n(stm) ")
             cmd("pause")
