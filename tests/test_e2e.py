@@ -171,7 +171,7 @@ def test_renode_crash_after_boot_fails_next_call_fast(standin, tmp_path, monkeyp
 
 def test_silent_monitor_times_out_then_fails_fast(standin, tmp_path, monkeypatch):
     monkeypatch.setenv("STANDIN_HANG_ON", "machine")
-    with target(standin, command_timeout=1.0) as (client, _):
+    with target(standin, command_timeout=1.0, startup_timeout=2.0) as (client, _):
         client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
         with pytest.raises(DriverError, match="did not answer"):
             client.power.on()  # `machine LoadPlatformDescription` never answers
