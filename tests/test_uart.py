@@ -100,3 +100,22 @@ async def test_a_detached_channel_does_not_unregister_the_next_owner_of_its_fd_n
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_bytes_a_console_had_not_read_go_to_the_next_console():
+    pty = FakeRenodePty()
+    channel = UartChannel("console")
+    try:
+        channel.attach(pty.path)
+        async with channel.subscribe() as first:
+            os.write(pty.master, b"first part\n")
+            assert b"first part" in await receive_until(first, b"first part")
+            os.write(pty.master, b"unread by the first console\n")
+            await eventually(lambda: channel._subscribers[0].receive.statistics().current_buffer_used > 0)
+            await first.aclose()  # as Jumpstarter does when the client goes away
+        async with channel.subscribe() as second:
+            assert b"unread by the first console" in await receive_until(second, b"first console")
+    finally:
+        channel.detach()
+        pty.close()

@@ -186,27 +186,32 @@ class UartChannel:
             self._backlog.clear()
         self._subscribers.append(sub)
         try:
-            yield _ConsoleStream(self, receive)
+            yield _ConsoleStream(self, sub)
         finally:
-            self._subscribers.remove(sub)
-            # Whatever the console had not read yet goes back to the backlog for the next one.
-            unread = bytearray()
-            with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                while True:
-                    unread += receive.receive_nowait()
-            if unread:
-                self._backlog[:0] = unread
-            send.close()
-            receive.close()
+            self._release(sub)
+
+    def _release(self, sub: _Subscriber) -> None:
+        """Detach a console; whatever it had not read yet goes back to the backlog for the next one."""
+        if sub not in self._subscribers:
+            return
+        self._subscribers.remove(sub)
+        unread = bytearray()
+        with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            while True:
+                unread += sub.receive.receive_nowait()
+        if unread:
+            self._backlog[:0] = unread
+        sub.send.close()
+        sub.receive.close()
 
 
 @dataclass(eq=False)
 class _ConsoleStream(ObjectStream[bytes]):
     channel: UartChannel
-    receiver: MemoryObjectReceiveStream[bytes]
+    sub: _Subscriber
 
     async def receive(self) -> bytes:
-        return await self.receiver.receive()
+        return await self.sub.receive.receive()
 
     async def send(self, item: bytes) -> None:
         await self.channel.write(item)
@@ -215,4 +220,5 @@ class _ConsoleStream(ObjectStream[bytes]):
         pass
 
     async def aclose(self) -> None:
-        self.receiver.close()
+        # Jumpstarter closes the stream before leaving subscribe(): recover the unread bytes here.
+        self.channel._release(self.sub)
