@@ -1,0 +1,121 @@
+/*
+ * Test firmware for Renode's STM32F4 Discovery (platforms/boards/stm32f4_discovery-kit.repl).
+ * Cortex-M4, console on USART2. Behaviour: see ../README.md and ../common/console.h.
+ *
+ * All work happens in the USART2 and SysTick handlers (same priority, so they never
+ * preempt each other); the main loop only sleeps in WFI, because a firmware that polls
+ * a peripheral register while idle runs many times slower than real time in Renode.
+ */
+#include <stdint.h>
+
+#define BOARD "stm32f4"
+
+#define REG(addr) (*(volatile uint32_t *)(addr))
+
+#define RCC_APB1ENR  REG(0x40023840)
+#define APB1ENR_USART2EN (1u << 17)
+
+#define USART2_SR  REG(0x40004400)
+#define USART2_DR  REG(0x40004404)
+#define USART2_BRR REG(0x40004408)
+#define USART2_CR1 REG(0x4000440C)
+#define SR_RXNE (1u << 5)
+#define SR_TXE  (1u << 7)
+#define CR1_RE     (1u << 2)
+#define CR1_TE     (1u << 3)
+#define CR1_RXNEIE (1u << 5)
+#define CR1_UE     (1u << 13)
+#define USART2_IRQ 38
+
+#define NVIC_ISER(n) REG(0xE000E100 + 4 * (n))
+#define SCB_ICSR     REG(0xE000ED04)
+#define ICSR_PENDSTCLR (1u << 25)
+
+#define SYST_CSR REG(0xE000E010)
+#define SYST_RVR REG(0xE000E014)
+#define SYST_CVR REG(0xE000E018)
+#define CSR_ENABLE    (1u << 0)
+#define CSR_TICKINT   (1u << 1)
+#define CSR_CLKSOURCE (1u << 2) /* core clock */
+
+/* SysTick rate: "systickFrequency: 72000000" of the nvic in Renode's stm32f4.repl. */
+#define SYSTICK_HZ 72000000u
+/* Renode's SysTick fires every RVR counts (real silicon: RVR + 1), so this is exactly
+ * 100 ms of emulated time; 7.2 M fits the 24-bit reload register. */
+#define TICK_RELOAD (SYSTICK_HZ / 10)
+
+static void uart_putc(char c)
+{
+    while (!(USART2_SR & SR_TXE)) /* short: Renode's TX register is always empty */
+        ;
+    USART2_DR = (uint8_t)c;
+}
+
+static void ticker_start(void)
+{
+    SYST_CSR = 0;
+    SYST_RVR = TICK_RELOAD;
+    SYST_CVR = 0;                /* any write reloads: first tick a full period from now */
+    SCB_ICSR = ICSR_PENDSTCLR;   /* drop a tick of the previous run still pending */
+    SYST_CSR = CSR_ENABLE | CSR_TICKINT | CSR_CLKSOURCE;
+}
+
+static void ticker_stop(void)
+{
+    SYST_CSR = 0;
+    SCB_ICSR = ICSR_PENDSTCLR;
+}
+
+#include "../common/console.h"
+
+static void usart2_handler(void)
+{
+    while (USART2_SR & SR_RXNE) /* reading DR clears RXNE */
+        console_rx((char)USART2_DR);
+}
+
+static void systick_handler(void)
+{
+    console_tick();
+}
+
+/* Linker script symbols. */
+extern uint32_t __stack_top[];
+extern uint32_t __data_load[], __data_start[], __data_end[], __bss_start[], __bss_end[];
+
+void reset_handler(void); /* global: the ELF entry point */
+void reset_handler(void)
+{
+    for (uint32_t *src = __data_load, *dst = __data_start; dst < __data_end;)
+        *dst++ = *src++;
+    for (uint32_t *dst = __bss_start; dst < __bss_end;)
+        *dst++ = 0;
+
+    RCC_APB1ENR |= APB1ENR_USART2EN;
+    USART2_BRR = 0x45; /* 115200 baud from the 8 MHz clock of Renode's model */
+    USART2_CR1 = CR1_UE | CR1_TE | CR1_RE | CR1_RXNEIE;
+    NVIC_ISER(USART2_IRQ / 32) = 1u << (USART2_IRQ % 32);
+
+    console_banner();
+    for (;;)
+        __asm__ volatile("wfi");
+}
+
+static void unexpected_handler(void)
+{
+    for (;;)
+        __asm__ volatile("wfi");
+}
+
+typedef void (*vector_t)(void);
+
+/* Placed first in flash (0x08000000): Renode and the hardware read SP and PC from here. */
+__attribute__((section(".vectors"), used))
+static const vector_t vectors[16 + USART2_IRQ + 1] = {
+    [0] = (vector_t)__stack_top,
+    [1] = reset_handler,
+    [2 ... 14] = unexpected_handler,
+    [15] = systick_handler,
+    [16 ... 16 + USART2_IRQ - 1] = unexpected_handler,
+    [16 + USART2_IRQ] = usart2_handler,
+};
