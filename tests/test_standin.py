@@ -1,6 +1,8 @@
-"""Tests that the Renode stand-in (tests/standin/renode) reproduces real Renode 1.14.0 bytes.
+"""Tests that the Renode stand-in (tests/standin/renode) reproduces real Renode bytes.
 
-The expected bytes come from the byte-exact transcripts in /work/shared/renode-transcripts/1.14.0.
+The expected bytes come from the byte-exact transcripts of real Renode in tests/transcripts/:
+`socket-*` (1.14.0, `--port`) and `console-*` (1.16.1, `--console`, the mode the driver uses).
+The stand-in emulates 1.16.1 by default; the 1.14 tests ask for 1.14.0.4910 explicitly.
 """
 
 import ast
@@ -20,8 +22,10 @@ import pytest
 
 HERE = Path(__file__).parent
 STANDIN = HERE / "standin" / "renode"
-TRANSCRIPTS = Path("/work/shared/renode-transcripts/1.14.0")
-BUILD = "-202611250243"  # build suffix of the Renode that recorded the transcripts
+TRANSCRIPTS = HERE / "transcripts"
+# Version and build suffix of the Renodes that recorded the transcripts.
+RENODE_114 = {"STANDIN_RENODE_VERSION": "1.14.0.4910", "STANDIN_RENODE_BUILD": "-202611250243"}
+RENODE_116 = {"STANDIN_RENODE_VERSION": "1.16.1", "STANDIN_RENODE_BUILD": "-202611301012"}
 IAC_14 = b"\xff\xfd\x00\xff\xfb\x01\xff\xfb\x03\xff\xfc\x22"
 TIMEOUT = 10.0
 
@@ -32,8 +36,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def spawn(*args, env=None, stdin=subprocess.DEVNULL):
-    e = dict(os.environ, STANDIN_RENODE_BUILD=BUILD)
+def spawn(*args, version, env=None, stdin=subprocess.DEVNULL):
+    e = dict(os.environ, **version)
     e.update(env or {})
     return subprocess.Popen(
         [sys.executable, str(STANDIN), *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e
@@ -108,7 +112,7 @@ def parse_transcript(name):
     """[(direction, bytes)] from a *.txt transcript ('>>' sent, '<<' received)."""
     steps = []
     for line in (TRANSCRIPTS / name).read_text().splitlines():
-        m = re.match(r"\s*[\d.]+ (>>|<<|--) (b.*)$", line)
+        m = re.match(r"\s*[\d.]+ (>>|<<|--) (b.*?)(?:\s+\[\d+ reads?\])?$", line)
         if m:
             eof = "<EOF>" in m.group(2)
             data = ast.literal_eval(m.group(2).replace("<EOF>", ""))
@@ -116,9 +120,9 @@ def parse_transcript(name):
     return steps
 
 
-def start_socket_standin(*extra, env=None):
+def start_socket_standin(*extra, version, env=None):
     port = free_port()
-    proc = spawn("--disable-xwt", "-P", str(port), *extra, env=env)
+    proc = spawn("--disable-xwt", "-P", str(port), *extra, version=version, env=env)
     wait_log_line(proc, rb"Monitor available in telnet mode on port %d" % port)
     return proc, port
 
@@ -130,7 +134,7 @@ def start_socket_standin(*extra, env=None):
 @pytest.mark.parametrize("name,flags", [("socket-plain.txt", ["--plain"]), ("socket-color.txt", [])])
 def test_transcript_bytes(name, flags):
     tmp = tempfile.mkdtemp()
-    proc, port = start_socket_standin(*flags)
+    proc, port = start_socket_standin(*flags, version=RENODE_114)
     try:
         sock = connect(port)
         steps = [s for s in parse_transcript(name) if s[0] != "--"]
@@ -162,7 +166,7 @@ def test_transcript_bytes(name, flags):
 
 
 def test_reconnect_swallows_nine_bytes_each_time():
-    proc, port = start_socket_standin("--plain")
+    proc, port = start_socket_standin("--plain", version=RENODE_114)
     try:
         s1 = connect(port)
         assert recv_exact(s1, 12) == IAC_14
@@ -186,7 +190,7 @@ def test_reconnect_swallows_nine_bytes_each_time():
 
 
 def test_one_client_at_a_time_and_queued_output():
-    proc, port = start_socket_standin("--plain", "-e", 'echo "from -e"')
+    proc, port = start_socket_standin("--plain", "-e", 'echo "from -e"', version=RENODE_114)
     try:
         s1 = connect(port)
         assert recv_exact(s1, 12) == IAC_14
@@ -220,9 +224,74 @@ def test_one_client_at_a_time_and_queued_output():
 
 
 def test_port_zero_logs_zero_and_binds_free_port():
-    proc = spawn("--disable-xwt", "--plain", "-P", "0")
+    proc = spawn("--disable-xwt", "--plain", "-P", "0", version=RENODE_114)
     try:
         wait_log_line(proc, rb"Monitor available in telnet mode on port 0\n")
+    finally:
+        kill(proc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real Renode 1.16.1 in --console mode (the driver's mode), replayed byte for byte
+
+VIRTUAL_AND_REAL_TIME = re.compile(rb"(Current (?:virtual|real) time: )\d\d:\d\d:\d\d\.\d{9}")
+
+
+# A Cortex-M image at 0x08000000: vector table (initial SP 0x20020000, reset vector with the Thumb
+# bit set pointing just after the table), then `b .`.
+CORTEX_M_CODE = struct.pack("<II", 0x20020000, 0x08000008 | 1) + b"\xfe\xe7"
+
+
+def cortex_m_elf():
+    return make_elf(40, payload=CORTEX_M_CODE)  # EM_ARM
+
+
+def transcript_args(name, tmp):
+    """The launcher arguments in the transcript's header (`# renode <args>; ...`)."""
+    header = (TRANSCRIPTS / name).read_text().splitlines()[0]
+    m = re.match(r"# renode (.*?);", header)
+    return m.group(1).replace("<tmp>", tmp).split()
+
+
+@pytest.mark.parametrize("name", ["console-plain.txt", "console-color.txt"])
+def test_console_transcript_bytes_116(name, tmp_path):
+    tmp = str(tmp_path)
+    (tmp_path / "renode.config").write_text("")
+    (tmp_path / "fw.elf").write_bytes(cortex_m_elf())
+    args = transcript_args(name, tmp)
+    assert args[:3] == ["--console", "--disable-xwt", "--hide-log"]
+    assert args[-2:] == ["--config", tmp + "/renode.config"]
+    assert ("--plain" in args) == ("plain" in name)
+    gdb = b"StartGdbServer %d" % free_port()  # the recorded 3333 may be taken here
+
+    def here(data):
+        return data.replace(b"<tmp>", tmp.encode()).replace(b"StartGdbServer 3333", gdb)
+
+    # RunFor blocks the monitor (real Renode took 7 s for RunFor "0.1"): the five lines sent
+    # meanwhile must be echoed and answered only afterwards, in one block, as recorded.
+    proc = spawn(*args, version=RENODE_116, env={"STANDIN_RUNFOR_DELAY": "0.5"}, stdin=subprocess.PIPE)
+    try:
+        buf = b""
+        ended = {}
+        for direction, data, _ in parse_transcript(name):
+            if direction == "--":  # EOF, exit code, stderr after `quit`
+                key, _, value = data.partition(b" ")
+                ended[key.rstrip(b":")] = value
+                continue
+            data = here(data)
+            if direction == ">>":
+                proc.stdin.write(data)
+                proc.stdin.flush()
+                continue
+            size = len(data)
+            buf = read_fd_until(proc.stdout, lambda b, size=size: len(b) >= size, buf=buf)
+            got, buf = buf[:size], buf[size:]
+            # virtual and real time depend on the host: compare their shape (nine decimals) only
+            assert VIRTUAL_AND_REAL_TIME.sub(rb"\1T", got) == VIRTUAL_AND_REAL_TIME.sub(rb"\1T", data)
+        assert set(ended) == {b"EOF", b"exit", b"stderr"}
+        assert buf + read_fd_until(proc.stdout, lambda b: False) == b""  # then EOF
+        assert proc.wait(TIMEOUT) == int(ended[b"exit"])
+        assert proc.stderr.read() == ended[b"stderr"]
     finally:
         kill(proc)
 
@@ -232,8 +301,8 @@ def test_port_zero_logs_zero_and_binds_free_port():
 
 
 class Console:
-    def __init__(self, *flags, env=None):
-        self.proc = spawn("--console", "--hide-log", *flags, env=env, stdin=subprocess.PIPE)
+    def __init__(self, *flags, version, env=None):
+        self.proc = spawn("--console", "--hide-log", *flags, version=version, env=env, stdin=subprocess.PIPE)
         self.buf = b""
 
     def send(self, data):
@@ -251,7 +320,7 @@ class Console:
 
 
 def test_console_mode_basics():
-    c = Console("--plain")
+    c = Console("--plain", version=RENODE_114)
     try:
         assert c.take(b"(monitor) ") == b"Renode, version 1.14.0.4910 (-202611250243)\n\r\n\r(monitor) "
         c.send(b"version\r")  # \r is Enter
@@ -274,8 +343,9 @@ def test_console_mode_basics():
         kill(c.proc)
 
 
-def test_console_errors_in_red_and_ctrl_d_quits():
-    c = Console()
+@pytest.mark.parametrize("version", [RENODE_114, RENODE_116])
+def test_console_errors_in_red_and_ctrl_d_quits(version):
+    c = Console(version=version)  # 1.14 and 1.16.1 use the same colour codes
     try:
         assert c.take(b"(monitor) \x1b[0m").startswith(b"\x1b[0mRenode, version")
         c.send(b"bogus\n")
@@ -290,7 +360,7 @@ def test_console_errors_in_red_and_ctrl_d_quits():
 
 def test_without_disable_xwt_falls_back_to_console():
     port = free_port()
-    proc = spawn("-P", str(port), "--plain", stdin=subprocess.PIPE)
+    proc = spawn("-P", str(port), "--plain", version=RENODE_114, stdin=subprocess.PIPE)
     try:
         out = read_fd_until(proc.stdout, lambda b: b.endswith(b"(monitor) "))
         assert b"[WARNING] Couldn't start UI - falling back to console mode" in out
@@ -307,23 +377,20 @@ def test_without_disable_xwt_falls_back_to_console():
 
 
 def test_version_flag_and_option_errors():
-    p = subprocess.run(
-        [sys.executable, str(STANDIN), "--version"],
-        capture_output=True,
-        timeout=TIMEOUT,
-        env=dict(os.environ, STANDIN_RENODE_BUILD=BUILD),
-    )
+    def run(*args, **env):
+        return subprocess.run(
+            [sys.executable, str(STANDIN), *args], capture_output=True, timeout=TIMEOUT, env=dict(os.environ, **env)
+        )
+
+    p = run("--version", **RENODE_114)
     assert p.returncode == 0 and p.stdout == b"Renode, version 1.14.0.4910 (-202611250243)\n"
-    p = subprocess.run(
-        [sys.executable, str(STANDIN), "--version"],
-        capture_output=True,
-        timeout=TIMEOUT,
-        env=dict(os.environ, STANDIN_RENODE_VERSION="1.16.1", STANDIN_RENODE_BUILD="d66b0c2a-202602161205"),
-    )
+    p = run("--version", STANDIN_RENODE_VERSION="1.16.1", STANDIN_RENODE_BUILD="d66b0c2a-202602161205")
     assert p.returncode == 0 and p.stdout.startswith(b"Renode v1.16.1.0\n  build: d66b0c2a-202602161205\n")
-    p = subprocess.run([sys.executable, str(STANDIN), "--disable-gui", "-P", "0"], capture_output=True, timeout=TIMEOUT)
+    p = run("--version")  # 1.16.1 is the default
+    assert p.returncode == 0 and p.stdout.startswith(b"Renode v1.16.1.0\n")
+    p = run("--disable-gui", "-P", "0", **RENODE_114)  # an alias of --disable-xwt only from 1.15.0
     assert p.returncode != 0 and b"Unexpected options detected: --disable-gui" in p.stdout
-    p = subprocess.run([sys.executable, str(STANDIN), "--bogus"], capture_output=True, timeout=TIMEOUT)
+    p = run("--bogus")
     assert p.returncode != 0 and b"Unexpected options detected: --bogus" in p.stdout
 
 
@@ -336,7 +403,7 @@ def test_exit_at_start_and_crash_on():
         stdin=subprocess.DEVNULL,
     )
     assert p.returncode == 3 and b"Fatal error:" in p.stderr and b"Renode, version" not in p.stdout
-    c = Console("--plain", env={"STANDIN_CRASH_ON": "start"})
+    c = Console("--plain", version=RENODE_114, env={"STANDIN_CRASH_ON": "start"})
     try:
         c.take(b"(monitor) ")
         c.send(b"start\n")
@@ -364,9 +431,9 @@ def make_elf(e_machine, payload=b"\x00" * 64, truncate=None):
 
 def test_firmware_on_pty_uart_and_loader_errors(tmp_path):
     elf = tmp_path / "fw.elf"
-    elf.write_bytes(make_elf(40))
+    elf.write_bytes(make_elf(40, payload=CORTEX_M_CODE + b"\x00" * 54))  # boots: a valid vector table
     link = tmp_path / "uart"
-    c = Console("--plain")
+    c = Console("--plain", version=RENODE_114)
     try:
         c.take(b"(monitor) ")
 
@@ -426,7 +493,7 @@ def test_firmware_on_pty_uart_and_loader_errors(tmp_path):
 
 
 def test_gdb_server_answers_question_mark():
-    c = Console("--plain")
+    c = Console("--plain", version=RENODE_114)
     port = free_port()
     try:
         c.take(b"(monitor) ")
@@ -444,7 +511,7 @@ def test_gdb_server_answers_question_mark():
 
 def test_snapshot_load_clears_selection_and_recreates_pty(tmp_path):
     link, snap = tmp_path / "u", tmp_path / "s.save"
-    c = Console("--plain")
+    c = Console("--plain", version=RENODE_114)
     try:
         c.take(b"(monitor) ")
         c.send(

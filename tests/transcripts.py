@@ -1,4 +1,10 @@
-"""Reading the byte-exact Renode 1.14.0 transcripts in tests/transcripts/ (recorded with real Renode)."""
+"""Reading the byte-exact transcripts of real Renode in tests/transcripts/.
+
+`socket-*`: Renode 1.14.0 on its `--port` telnet socket (`*.raw.txt` keeps every chunk as it arrived).
+`console-*`: Renode 1.16.1 in `--console` mode on stdin/stdout pipes (`--plain` for the plain one);
+each `<<` line joins the reads until the next send (`[n reads]` tells how finely it was split).
+Copied from the shared transcript set so the tests run on a clean clone.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent / "transcripts"
-_LINE = re.compile(r"^\s*([\d.]+) (<<|>>|--) (b['\"].*)$")
+_LINE = re.compile(r"^\s*([\d.]+) (<<|>>|--) (b['\"].*?)(?:\s+\[\d+ reads?\])?$")  # 1.16.1: "[n reads]"
 
 
 @dataclass(frozen=True)

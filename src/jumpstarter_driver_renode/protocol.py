@@ -2,9 +2,10 @@
 
 Renode's monitor (an AntShell line editor, on a telnet socket or on stdin/stdout) sends telnet
 negotiation (socket only), SGR colours and cursor-control CSI sequences, echoes every typed
-character, ends lines with `\\n\\r`, `\\r\\n\\r` or `\\r\\r\\n`, writes errors in red and prints a prompt
-with no newline after it. `MonitorStream` turns those bytes into text plus a per-character "was
-red" flag, and `take_reply` cuts one command's reply out of it once the next prompt has arrived.
+character, ends lines with `\\n\\r`, `\\r\\n\\r` or `\\r\\r\\n`, writes errors in red (`ESC[;031m`, the
+same in real 1.14.0 and 1.16.1) and prints a prompt with no newline after it. `MonitorStream`
+turns those bytes into text plus a per-character "was red" flag, and `take_reply` cuts one
+command's reply out of it once the next prompt has arrived.
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ ERROR_LINE_RE = re.compile(
 
 
 def _is_error_sgr(params: str) -> bool:
-    """Red foreground without bold: `ESC[;031m` (1.13-1.15) or `ESC[91m` (1.16).
+    """Red foreground without bold: `ESC[;031m`, the error colour of real Renode 1.14.0 and 1.16.1.
 
-    The `(monitor)` prompt is dark red *bold* (`ESC[31;1m`), which is not an error.
+    The `(monitor)` prompt is dark red *bold* (`ESC[31;1m`), which is not an error (nor are the
+    bold red default values in a method listing). Real 1.16.1 (`--console` transcripts) writes
+    errors exactly like 1.14.0: `ESC[;031m<line>\\r\\n ESC[0m`, per line. Bright red `ESC[91m`,
+    which an early reading of the 1.16 sources suggested, is still taken as an error: AntShell
+    sends no bright colours, so accepting it costs nothing.
     """
     codes = [p.lstrip("0") or "0" for p in params.split(";")]
     return ("31" in codes and "1" not in codes) or "91" in codes
