@@ -42,7 +42,10 @@ def main() -> int:
             )
             return 2
         if args.firmware is None:
-            print("--firmware is required with real Renode (an ELF for the platform that prints on the UART)", file=sys.stderr)
+            print(
+                "--firmware is required with real Renode (an ELF for the platform that prints on the UART)",
+                file=sys.stderr,
+            )
             return 2
 
     from images import elf32  # tests/images.py: a byte-built ELF for the stand-in

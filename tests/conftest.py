@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -15,10 +16,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the project's firmware/ (a namespace package)
 
 from images import EM_ARM, elf32
 from jumpstarter.common.utils import serve
 
+from firmware import build as firmware_build
 from jumpstarter_driver_renode.driver import Renode
 
 STANDIN = Path(__file__).parent / "standin" / "renode"
@@ -38,6 +41,56 @@ class Backend:
     @property
     def standin(self) -> bool:
         return self.name == "standin"
+
+    def timeout(self, standin: float, real: float) -> float:
+        """How long to wait for something: real Renode (Mono) starts and runs far slower than the stand-in."""
+        return standin if self.standin else real
+
+
+@dataclass(frozen=True)
+class ProjectFirmware:
+    """The project's own test firmware (firmware/), built from source for one board."""
+
+    board: str
+    build_id: str
+    elf: Path
+    hex: Path
+    bin: Path
+
+    @property
+    def banner(self) -> bytes:
+        """The boot line it prints, without the line end."""
+        return firmware_build.banner(self.board, self.build_id).rstrip("\r\n").encode()
+
+    @property
+    def load_address(self) -> str:
+        return hex(firmware_build.LOAD_ADDRESS[self.board])
+
+    @property
+    def platform(self) -> str:
+        return firmware_build.PLATFORM[self.board]
+
+    @property
+    def console(self) -> str:
+        return firmware_build.CONSOLE[self.board]
+
+    def image(self, kind: str) -> Path:
+        return {"elf": self.elf, "hex": self.hex, "bin": self.bin}[kind]
+
+
+@pytest.fixture(scope="session")
+def firmware(tmp_path_factory):
+    """`firmware(board="stm32f4", build_id="test")`: the project's firmware, built once per session."""
+    out = tmp_path_factory.mktemp("firmware")
+    built: dict[tuple[str, str], ProjectFirmware] = {}
+
+    def get(board: str = "stm32f4", build_id: str = "test") -> ProjectFirmware:
+        if (board, build_id) not in built:
+            paths = firmware_build.build(board, out, build_id)
+            built[board, build_id] = ProjectFirmware(board, build_id, paths["elf"], paths["hex"], paths["bin"])
+        return built[board, build_id]
+
+    return get
 
 
 BACKENDS = {
@@ -71,13 +124,21 @@ def boot_line(image: bytes, loader: str = "LoadELF", uart: str = "usart2") -> by
 
 
 def firmware_for(backend: Backend, tag: bytes = b"") -> bytes:
-    """An image to flash: any valid ARM ELF for the stand-in; real Renode needs a real one."""
-    if backend.standin:
-        return elf32(b"\x00\xbf" * 32 + tag, machine=EM_ARM)
-    path = os.environ.get("RENODE_TEST_FIRMWARE")
-    if not path:
-        pytest.skip("set RENODE_TEST_FIRMWARE to an STM32F4 ELF that prints on usart2 to run this on real Renode")
-    return Path(path).read_bytes()
+    """A synthetic ARM ELF for the stand-in's fault-injection tests: the stand-in boots it and prints its hash
+    (`boot_line`). Tests that run on real Renode flash the project's firmware instead (`firmware` fixture)."""
+    assert backend.standin, "synthetic images only boot on the stand-in; use the `firmware` fixture"
+    return elf32(b"\x00\xbf" * 32 + tag, machine=EM_ARM)
+
+
+def expect_banner(console, fw: ProjectFirmware, backend: Backend) -> None:
+    """The firmware's boot banner on a pexpect console."""
+    console.expect(re.escape(fw.banner) + rb"\r\n", timeout=backend.timeout(10, 60))
+
+
+def expect_echo(console, backend: Backend, text: bytes) -> None:
+    """A line sent to the firmware comes back as `echo: <line>`."""
+    console.send(text + b"\r")
+    console.expect(rb"echo: " + re.escape(text) + rb"\r\n", timeout=backend.timeout(10, 60))
 
 
 @contextmanager

@@ -8,8 +8,18 @@ EM_ARM = 40
 EM_RISCV = 243
 
 
+def vector_table(address: int = 0x08000000, stack: int = 0x20020000) -> bytes:
+    """A Cortex-M vector table (initial SP, reset vector in Thumb mode just after the table)."""
+    return struct.pack("<II", stack, address + 8 | 1)
+
+
 def elf32(code: bytes, *, machine: int = EM_ARM, address: int = 0x08000000, entry: int | None = None) -> bytes:
-    """A minimal little-endian ELF32 executable with one PT_LOAD segment holding `code`."""
+    """A minimal little-endian ELF32 executable with one PT_LOAD segment holding `code`.
+
+    An ARM image starts with a vector table, so a Cortex-M starts inside it (Renode reads SP and PC there).
+    """
+    if machine == EM_ARM:
+        code = vector_table(address) + code
     ehsize, phentsize = 52, 32
     offset = ehsize + phentsize
     header = b"\x7fELF" + bytes([1, 1, 1, 0]) + bytes(8)

@@ -22,14 +22,18 @@ def test_paths_are_absolute_tokens_with_spaces_escaped():
     assert commands.load_firmware("bin", Path("/w/fw"), 0x8000000) == "sysbus LoadBinary @/w/fw 0x8000000"
 
 
-@pytest.mark.parametrize("bad", ["relative/fw.elf", "/a;quit", "/a#b", "/a$x", '/a"b', "/a'b", "/a\\b", "/a`b", "/a\nb", "/a\tb"])
+@pytest.mark.parametrize(
+    "bad", ["relative/fw.elf", "/a;quit", "/a#b", "/a$x", '/a"b', "/a'b", "/a\\b", "/a`b", "/a\nb", "/a\tb"]
+)
 def test_unsafe_paths_are_refused(bad):
     with pytest.raises(UnsafeInputError):
         commands.path_token(bad)
 
 
 def test_platform_may_be_relative_to_renode_root():
-    assert commands.load_platform("platforms/boards/x.repl") == "machine LoadPlatformDescription @platforms/boards/x.repl"
+    assert (
+        commands.load_platform("platforms/boards/x.repl") == "machine LoadPlatformDescription @platforms/boards/x.repl"
+    )
     with pytest.raises(UnsafeInputError):
         commands.load_platform("platforms/my board.repl")
 
@@ -37,7 +41,7 @@ def test_platform_may_be_relative_to_renode_root():
 def test_strings_names_and_peripherals():
     assert commands.mach_create("machine-0") == 'mach create "machine-0"'
     assert commands.connect_uart("sysbus.usart2", "term_console") == "connector Connect sysbus.usart2 term_console"
-    for bad in ["a b", "a;b", "", "-x", "x" * 65, "a\"b"]:
+    for bad in ["a b", "a;b", "", "-x", "x" * 65, 'a"b']:
         with pytest.raises(UnsafeInputError):
             commands.check_name(bad, "name")
     for bad in ["sysbus.usart2; quit", "sysbus..x", "1abc", "sysbus usart2"]:

@@ -7,54 +7,77 @@ import re
 import socket
 import time
 
+import pexpect
 import pytest
 from click.testing import CliRunner
-from conftest import boot_line, firmware_for, renode_processes, target, write
+from conftest import expect_banner, expect_echo, firmware_for, renode_processes, target, write
 from jumpstarter.client.core import DriverError
 
 
-def test_named_extra_uart_is_its_own_console(standin, tmp_path):
-    image = firmware_for(standin)
-    with target(standin, uarts={"debug": "sysbus.usart3"}) as (client, _):
-        client.flasher.flash(write(tmp_path, "fw.elf", image))
+def test_named_extra_uart_is_its_own_console(backend, firmware):
+    """Each `uarts` entry is a console child of its own: the firmware's USART2 here, a silent main console."""
+    fw = firmware()
+    with target(backend, uart="sysbus.usart3", uarts={"app": "sysbus.usart2"}) as (client, driver):
+        client.flasher.flash(fw.elf)
         client.power.on()
-        with client.debug.pexpect() as debug, client.console.pexpect() as console:
-            debug.expect(re.escape(boot_line(image, uart="usart3")), timeout=10)
-            console.expect(re.escape(boot_line(image, uart="usart2")), timeout=10)
-            debug.send(b"on the debug port\r")
-            debug.expect(rb"echo: on the debug port", timeout=10)
+        with client.app.pexpect() as app:
+            expect_banner(app, fw, backend)
+            expect_echo(app, backend, b"on the app port")
+        assert fw.banner not in driver._channels["console"]._backlog
 
 
-def test_unknown_extra_uart_fails_power_on_naming_it(standin):
-    with target(standin, uarts={"debug": "sysbus.usart42"}) as (client, driver):
+def test_unknown_extra_uart_fails_power_on_naming_it(backend):
+    with target(backend, uarts={"debug": "sysbus.usart42"}) as (client, driver):
         with pytest.raises(DriverError, match=r"sysbus\.usart42.*debug"):
             client.power.on()
         assert driver._instance is None
         assert renode_processes() == []
 
 
-def test_run_for_is_deterministic(standin, tmp_path):
-    """Same firmware, same run_for: same console bytes and the same virtual clock."""
-    image = firmware_for(standin)
-    outputs = []
+def run_until_output(client, console, pattern: bytes, step: float = 0.05, limit: float = 5.0) -> float:
+    """Run virtual time in small steps until `pattern` shows on the console; the virtual time then.
+
+    Input typed while paused reaches the firmware asynchronously (PTY, Renode's reader thread), so a
+    test cannot know which run_for it lands in; it can only step until the answer is there.
+    """
+    while client.virtual_time() < limit:
+        client.run_for(step)
+        try:
+            console.expect(pattern, timeout=0.2)
+            return client.virtual_time()
+        except pexpect.TIMEOUT:
+            continue
+    raise AssertionError(f"{pattern!r} did not appear within {limit}s of virtual time: {console.before!r}")
+
+
+def test_run_for_is_deterministic(backend, firmware):
+    """Virtual time decides what the firmware does, not the host: the same run_for gives the same bytes."""
+    fw = firmware()
+    boots = []
     for _ in range(2):
-        with target(standin, autostart=False) as (client, _driver):
-            client.flasher.flash(write(tmp_path, "fw.elf", image))
+        with target(backend, autostart=False) as (client, driver):
+            client.flasher.flash(fw.elf)
             client.power.on()
             assert client.virtual_time() == 0.0
-            assert client.run_for(2.5) == pytest.approx(2.5)
-            assert client.virtual_time() == pytest.approx(2.5)  # paused after run_for: the clock stands
+            assert client.run_for(0.25) == pytest.approx(0.25, abs=1e-6)
+            assert client.virtual_time() == pytest.approx(0.25, abs=1e-6)  # paused after run_for: the clock stands
+            boots.append(bytes(driver._channels["console"]._backlog))
             with client.console.pexpect() as console:
-                console.expect(rb"tick 2\r\n", timeout=10)
-                outputs.append(console.before + console.after)
-    assert outputs[0] == outputs[1]
-    assert outputs[0].startswith(boot_line(image))
-    assert b"tick 3" not in outputs[0]
+                console.send(b"ticks on\r")
+                run_until_output(client, console, rb"echo: ticks on\r\n")
+                client.run_for(1.0)  # exactly ten 100 ms ticks fall in any 1.0 s of virtual time
+                console.expect(rb"tick 10\r\n", timeout=backend.timeout(5, 30))
+                assert re.findall(rb"tick (\d+)", console.before + console.after) == [
+                    str(n).encode() for n in range(1, 11)
+                ]
+                with pytest.raises(pexpect.TIMEOUT):
+                    console.expect(rb"tick 11", timeout=0.5)  # paused: nothing more comes
+    assert boots[0] == boots[1] == fw.banner + b"\r\n"
 
 
-def test_pause_stops_virtual_time_and_resume_restarts_it(backend, tmp_path):
+def test_pause_stops_virtual_time_and_resume_restarts_it(backend, firmware):
     with target(backend) as (client, _):
-        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(backend)))
+        client.flasher.flash(firmware().elf)
         client.power.on()
         client.pause()
         paused_at = client.virtual_time()
@@ -67,27 +90,54 @@ def test_pause_stops_virtual_time_and_resume_restarts_it(backend, tmp_path):
 
 
 @pytest.mark.parametrize("paused", [False, True])
-def test_snapshot_restore_keeps_consoles_working(standin, tmp_path, paused):
-    image = firmware_for(standin)
-    with target(standin, autostart=False) as (client, _):
-        client.flasher.flash(write(tmp_path, "fw.elf", image))
+def test_snapshot_restore_keeps_consoles_working(backend, firmware, paused):
+    """After a restore the consoles pass bytes both ways (Renode's restored terminals need reconnecting)."""
+    fw = firmware()
+    with target(backend, autostart=False) as (client, _):
+        client.flasher.flash(fw.elf)
         client.power.on()
-        client.run_for(1.5)
+        client.run_for(0.5)
         client.save_snapshot("booted")
         assert client.list_snapshots() == ["booted"]
-        client.run_for(3.0)
-        assert client.virtual_time() == pytest.approx(4.5)
+        client.run_for(0.25)
+        assert client.virtual_time() == pytest.approx(0.75, abs=1e-6)
         if not paused:
             client.resume()
         client.restore_snapshot("booted")
         if paused:
-            assert client.virtual_time() == pytest.approx(1.5)
+            assert client.virtual_time() == pytest.approx(0.5, abs=1e-6)
+            client.resume()
         else:
-            assert client.virtual_time() >= 1.5
-        client.resume() if paused else None
+            assert client.virtual_time() >= 0.5
         with client.console.pexpect() as console:
-            console.send(b"after restore\r")
-            console.expect(rb"echo: after restore", timeout=10)
+            expect_banner(console, fw, backend)  # printed at boot, before the snapshot
+            expect_echo(console, backend, b"after restore")
+
+
+def test_snapshot_restore_brings_back_the_saved_state(backend, firmware):
+    """Restore is a step back in time: the firmware's state (here: ticking) is the saved one."""
+    fw = firmware()
+    with target(backend, autostart=False) as (client, _):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.run_for(0.25)
+        client.save_snapshot("quiet")
+        with client.console.pexpect() as console:
+            console.send(b"ticks on\r")
+            run_until_output(client, console, rb"echo: ticks on\r\n")
+            client.run_for(0.3)  # three 100 ms ticks
+            console.expect(rb"tick 3\r\n", timeout=backend.timeout(5, 30))
+            client.restore_snapshot("quiet")
+            client.run_for(0.5)
+            with pytest.raises(pexpect.TIMEOUT):
+                console.expect(rb"tick", timeout=1)  # the saved firmware was not ticking
+            expect_echo_running(client, console, backend, b"restored")
+
+
+def expect_echo_running(client, console, backend, text: bytes) -> None:
+    """Echo on a paused machine: type, then run virtual time until the answer is there."""
+    console.send(text + b"\r")
+    run_until_output(client, console, rb"echo: " + re.escape(text) + rb"\r\n")
 
 
 def test_snapshot_names_are_validated(backend):
@@ -100,20 +150,21 @@ def test_snapshot_names_are_validated(backend):
             client.restore_snapshot("missing")
 
 
-def test_script_mode_defines_the_machine(standin, tmp_path):
-    image = firmware_for(standin)
+def test_script_mode_defines_the_machine(backend, firmware, tmp_path):
+    fw = firmware()
     script = write(
         tmp_path,
         "board.resc",
         b'mach create "scripted"\nmachine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl\n',
     )
-    with target(standin, platform=None, script=str(script)) as (client, driver):
-        client.flasher.flash(write(tmp_path, "fw.elf", image))
+    with target(backend, platform=None, script=str(script)) as (client, driver):
+        client.flasher.flash(fw.elf)
         client.power.on()
         assert driver._instance.machine == "scripted"
         with client.console.pexpect() as console:
-            console.expect(re.escape(boot_line(image)), timeout=10)
-        client.reset()
+            expect_banner(console, fw, backend)
+            client.reset()
+            expect_banner(console, fw, backend)
 
 
 def test_platform_and_script_are_exclusive(standin, tmp_path):
@@ -122,9 +173,9 @@ def test_platform_and_script_are_exclusive(standin, tmp_path):
         target(standin, script=str(script)).__enter__()
 
 
-def test_log_tail_and_follow(backend, tmp_path):
+def test_log_tail_and_follow(backend, firmware):
     with target(backend, log_level="debug") as (client, _):
-        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(backend)))
+        client.flasher.flash(firmware().elf)
         client.power.on()
         text = client.log(lines=200)
         assert text.strip()
@@ -145,9 +196,9 @@ def test_errors_quote_the_log_tail(standin, tmp_path, monkeypatch):
             client.power.on()
 
 
-def test_cli_subcommands(standin, tmp_path):
-    fw = write(tmp_path, "fw.bin", b"\x00\xbf" * 100)
-    with target(standin, allow_raw_monitor=True, autostart=False) as (client, _):
+def test_cli_subcommands(backend, firmware):
+    fw = firmware().bin
+    with target(backend, allow_raw_monitor=True, autostart=False) as (client, _):
         cli = client.cli()
         runner = CliRunner()
 
@@ -173,14 +224,14 @@ def test_cli_subcommands(standin, tmp_path):
         assert bad.exit_code != 0
 
 
-def test_gdb_server_is_reachable_only_through_jumpstarter(backend, tmp_path):
+def test_gdb_server_is_reachable_only_through_jumpstarter(backend, firmware):
     with target(backend, gdb_port=0) as (client, driver):
-        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(backend)))
+        client.flasher.flash(firmware().elf)
         client.power.on()
         with client.gdb.stream() as gdb:
             gdb.send(b"$?#3f")
             reply = b""
-            while b"#" not in reply:
+            while not re.search(rb"#[0-9a-fA-F]{2}", reply):  # a packet ends with two checksum digits
                 reply += gdb.receive()
         assert reply.lstrip(b"+").startswith(b"$S05#b8")
         pid = driver._instance.process.pid

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from anyio.from_thread import start_blocking_portal
 from conftest import STANDIN, boot_line, firmware_for, renode_processes, target, write
-from images import elf32
+from images import elf32, vector_table
 from jumpstarter.client import client_from_path
 from jumpstarter.client.core import DriverError
 from jumpstarter.common import ExporterStatus
@@ -715,8 +715,8 @@ def test_huge_raw_image_flashes_in_constant_memory(standin, tmp_path):
     """A 256 MiB raw binary streams to disk: the exporter's memory does not grow with the image."""
     size = 256 * 1024 * 1024
     path = tmp_path / "huge.bin"
-    with path.open("wb") as f:  # sparse in the middle, real bytes at both ends
-        f.write(b"HEAD" + os.urandom(4092))
+    with path.open("wb") as f:  # sparse in the middle, real bytes at both ends; a Cortex-M vector table first
+        f.write(vector_table(0x08000000) + os.urandom(4088))
         f.seek(size - 4096)
         f.write(os.urandom(4092) + b"TAIL")
     digest = hashlib.sha256()

@@ -144,6 +144,25 @@ def connect_uart(peripheral: str, terminal: str) -> str:
     return f"connector Connect {check_peripheral(peripheral, 'uart')} {check_name(terminal, 'terminal name')}"
 
 
+def disconnect_uart(peripheral: str, terminal: str) -> str:
+    return f"connector Disconnect {check_peripheral(peripheral, 'uart')} {check_name(terminal, 'terminal name')}"
+
+
+def set_vector_table(cpu: str, address: int) -> str:
+    """Point a Cortex-M's VTOR at an image's vector table: SP and PC are read from there at reset."""
+    return f"{check_peripheral(cpu, 'cpu')} VectorTableOffset {_hex_address(address)}"
+
+
+def set_pc(cpu: str, address: int) -> str:
+    return f"{check_peripheral(cpu, 'cpu')} PC {_hex_address(address)}"
+
+
+def _hex_address(address: int) -> str:
+    if not isinstance(address, int) or isinstance(address, bool) or not 0 <= address < 2**64:
+        raise UnsafeInputError(f"address out of range: {address!r}")
+    return f"0x{address:X}"
+
+
 def load_firmware(kind: str, path: Path, address: int | None = None) -> str:
     """The sysbus load command for a firmware image of the given kind (elf, hex or bin)."""
     token = path_token(path)
@@ -154,7 +173,7 @@ def load_firmware(kind: str, path: Path, address: int | None = None) -> str:
     if kind == "bin":
         if address is None:
             raise UnsafeInputError("a raw binary needs a load address")
-        return f"sysbus LoadBinary {token} 0x{address:X}"
+        return f"sysbus LoadBinary {token} {_hex_address(address)}"
     raise UnsafeInputError(f"unknown firmware kind {kind!r}")
 
 

@@ -19,7 +19,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from . import commands
 from .errors import RenodeNotRunningError, UnsafeInputError
-from .firmware import detect_format
+from .firmware import detect_format, image_entry
 from .instance import BoardSpec, Firmware, RenodeInstance
 from .netns import GDB_PORT_IN_NAMESPACE
 from .process import tail
@@ -177,7 +177,8 @@ class Renode(Driver):
                 "this image is a raw binary (not ELF or Intel HEX): give its load address, e.g. "
                 "`flash fw.bin --load-address 0x08000000`, or set `load_address` in the exporter config"
             )
-        firmware = Firmware(path, kind, load_address if kind == "bin" else None)
+        address = load_address if kind == "bin" else None
+        firmware = Firmware(path, kind, address, image_entry(path, kind, address))
         async with self._power_lock:
             previous, self._firmware = self._firmware, firmware
             if self._instance is not None:

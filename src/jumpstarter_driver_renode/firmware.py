@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 ELF_MAGIC = b"\x7fELF"
 
 # Containers we recognise but cannot load: a clear error beats Renode loading them as raw bytes.
 _REFUSED = {
-    b"\x1f\x8b": "a gzip archive (decompress it first, or flash with --compression gzip)",
+    b"\x1f\x8b": "a gzip archive (decompress it first)",
     b"PK\x03\x04": "a zip archive",
     b"UF2\n": "a UF2 image (convert it to ELF, HEX or raw binary)",
     b"\xfd7zXZ": "an xz archive (decompress it first)",
@@ -35,7 +36,7 @@ def detect_format(path: Path) -> str:
         if head.startswith(magic):
             raise FirmwareError(f"firmware image is {what}")
     if head.lstrip(b"\r\n\t ").startswith(b":") and _looks_like_text(head):
-        check_intel_hex(path)
+        read_intel_hex(path)
         return "hex"
     return "bin"
 
@@ -95,28 +96,78 @@ def check_elf_segments(path: Path, size: int) -> None:
             )
 
 
-def check_intel_hex(path: Path) -> None:
-    """Validate every record's syntax and checksum, naming the first bad line."""
+@dataclass(frozen=True)
+class Entry:
+    """Where a BIN or HEX image starts. `sysbus LoadBinary`/`LoadHEX` only write memory: unlike `LoadELF`
+    they leave the CPU's entry alone, and the board halts at reset (measured on Renode 1.16.1)."""
+
+    vector_table: int  # Cortex-M: the image's first address holds the initial SP and reset vector
+    start: int  # other cores: the first instruction
+
+
+def image_entry(path: Path, kind: str, address: int | None) -> Entry | None:
+    """The entry of a BIN (its load address) or HEX image (start record, else first address); None for ELF."""
+    if kind == "bin" and address is not None:
+        return Entry(address, address)
+    if kind == "hex":
+        layout = read_intel_hex(path)
+        return Entry(layout.lowest, layout.lowest if layout.start is None else layout.start)
+    return None
+
+
+@dataclass(frozen=True)
+class HexLayout:
+    """Where an Intel HEX image puts its bytes, for setting the CPU's entry (LoadHEX does not)."""
+
+    lowest: int  # the first data address: where a Cortex-M image keeps its vector table
+    start: int | None  # the start-address record (type 05 or 03), if the image has one
+
+
+def read_intel_hex(path: Path) -> HexLayout:
+    """Validate every record's syntax and checksum, naming the first bad line; return the layout."""
     last_type = None
+    base = 0
+    lowest: int | None = None
+    start: int | None = None
     with path.open("rb") as f:
         for number, raw in enumerate(f, start=1):
             line = raw.strip()
             if not line:
                 continue
-            if not line.startswith(b":") or len(line) < 11 or len(line) % 2 == 0:
-                raise FirmwareError(f"Intel HEX line {number} is malformed: {line[:40]!r}")
-            try:
-                record = bytes.fromhex(line[1:].decode("ascii"))
-            except (UnicodeDecodeError, ValueError):
-                raise FirmwareError(f"Intel HEX line {number} has non-hex characters: {line[:40]!r}") from None
-            if record[0] + 5 != len(record):
-                raise FirmwareError(
-                    f"Intel HEX line {number}: length field says {record[0]} data bytes, found {len(record) - 5}"
-                )
-            if sum(record) & 0xFF:
-                raise FirmwareError(f"Intel HEX line {number} has a bad checksum")
+            record = _hex_record(number, line)
             if last_type == 1:
                 raise FirmwareError(f"Intel HEX line {number} follows the end-of-file record")
-            last_type = record[3]
+            last_type = kind = record[3]
+            payload = record[4:-1]
+            if kind == 0 and payload:
+                address = base + int.from_bytes(record[1:3], "big")
+                lowest = address if lowest is None else min(lowest, address)
+            elif kind == 2 and len(payload) == 2:  # extended segment address
+                base = int.from_bytes(payload, "big") << 4
+            elif kind == 4 and len(payload) == 2:  # extended linear address
+                base = int.from_bytes(payload, "big") << 16
+            elif kind == 3 and len(payload) == 4:  # start segment address (CS:IP)
+                start = (int.from_bytes(payload[:2], "big") << 4) + int.from_bytes(payload[2:], "big")
+            elif kind == 5 and len(payload) == 4:  # start linear address
+                start = int.from_bytes(payload, "big")
     if last_type != 1:
         raise FirmwareError("Intel HEX image has no end-of-file record (:00000001FF): truncated?")
+    if lowest is None:
+        raise FirmwareError("Intel HEX image has no data records: nothing to load")
+    return HexLayout(lowest, start)
+
+
+def _hex_record(number: int, line: bytes) -> bytes:
+    if not line.startswith(b":") or len(line) < 11 or len(line) % 2 == 0:
+        raise FirmwareError(f"Intel HEX line {number} is malformed: {line[:40]!r}")
+    try:
+        record = bytes.fromhex(line[1:].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise FirmwareError(f"Intel HEX line {number} has non-hex characters: {line[:40]!r}") from None
+    if record[0] + 5 != len(record):
+        raise FirmwareError(
+            f"Intel HEX line {number}: length field says {record[0]} data bytes, found {len(record) - 5}"
+        )
+    if sum(record) & 0xFF:
+        raise FirmwareError(f"Intel HEX line {number} has a bad checksum")
+    return record

@@ -15,7 +15,8 @@ from pathlib import Path
 import anyio
 
 from . import commands
-from .errors import RenodeError, RenodeExitedError, RenodeStartError
+from .errors import RenodeCommandError, RenodeError, RenodeExitedError, RenodeStartError
+from .firmware import Entry
 from .monitor import MonitorClient, selected_machine
 from .process import RenodeProcess, check_version, resolve_renode, tail
 from .uart import UartChannel
@@ -23,6 +24,11 @@ from .uart import UartChannel
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 20
+DOWNLOAD_HINT = (
+    "the platform needs a file from the network (usually its SVD) and Renode could not download it: give the "
+    "exporter network access once so Renode's download cache (~/.config/renode) keeps it, or use a copy of the "
+    "platform file whose `ApplySVD` points at a local file"
+)
 _TIME_RE = re.compile(r"virtual time:\s*(\d+):(\d+):(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
@@ -32,6 +38,23 @@ def parse_virtual_time(output: str) -> float:
     if m is None:
         raise RenodeError(f"unexpected `currentTime` output: {output!r}")
     return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+
+
+_CPU_RE = re.compile(r"\[CPU: ([^\[\]\s]+)\[\d+\]\]")
+
+
+def parse_cpu_names(output: str, machine: str | None) -> list[str]:
+    """CPU names from `sysbus GetCPUs` (`[CPU: <machine>.<name>[<slot>]]` per CPU), machine prefix removed."""
+    names = []
+    for qualified in _CPU_RE.findall(output):
+        prefix = f"{machine}."
+        names.append(qualified[len(prefix) :] if machine and qualified.startswith(prefix) else qualified)
+    return names
+
+
+def _terminal(console: str) -> str:
+    """The name of the Renode PTY terminal behind a console."""
+    return f"term_{console}"
 
 
 def _keep_one_previous_log(workdir: Path) -> None:
@@ -51,10 +74,25 @@ def _keep_one_previous_log(workdir: Path) -> None:
 class Firmware:
     path: Path
     kind: str  # elf, hex or bin
-    address: int | None = None
+    address: int | None = None  # load address of a raw binary
+    entry: Entry | None = None  # where a BIN or HEX image starts (LoadELF sets the CPU's entry itself)
 
     def load_command(self) -> str:
         return commands.load_firmware(self.kind, self.path, self.address)
+
+
+@dataclass(frozen=True)
+class BootCpu:
+    """The CPU that runs the image: the platform's first, and whether it boots from a vector table."""
+
+    name: str  # e.g. sysbus.cpu
+    cortex_m: bool
+
+    def entry_command(self, entry: Entry) -> str:
+        """Cortex-M reads SP and PC from its vector table at reset; other cores start at PC."""
+        if self.cortex_m:
+            return commands.set_vector_table(self.name, entry.vector_table)
+        return commands.set_pc(self.name, entry.start)
 
 
 @dataclass(frozen=True)
@@ -85,6 +123,7 @@ class RenodeInstance:
     version: tuple[int, int, int] = (0, 0, 0)
     running: bool = False  # whether the emulation is started (we are the only one who starts/pauses it)
     machine: str | None = None  # the machine the monitor has selected
+    boot_cpu: BootCpu | None = None  # found on the first BIN or HEX load
     _links: list[Path] = field(default_factory=list)
 
     @property
@@ -137,27 +176,8 @@ class RenodeInstance:
         await run(commands.log_file(self.log_path))
         if spec.log_level:
             await run(commands.log_level(spec.log_level))
-        if spec.script is not None:
-            await run(commands.include_script(spec.script), timeout=spec.startup_timeout)
-            self.machine = selected_machine(self.monitor.prompt)
-            if self.machine is None:
-                raise RenodeStartError(f"script {spec.script} did not create or select a machine")
-        else:
-            await run(commands.mach_create(spec.machine_name))
-            await run(commands.load_platform(spec.platform), timeout=spec.startup_timeout)
-            self.machine = spec.machine_name
-        for name, peripheral in spec.uarts.items():
-            link = self.workdir / f"uart-{name}"
-            self._links.append(link)
-            terminal = f"term_{name}"
-            await run(commands.create_pty_terminal(terminal, link))
-            try:
-                await run(commands.connect_uart(peripheral, terminal))
-            except RenodeError as exc:
-                raise RenodeStartError(
-                    f"cannot connect UART `{peripheral}` (console `{name}`): the platform has no such UART? {exc}"
-                ) from exc
-        self._attach_channels()
+        await self._create_machine()
+        await self._connect_uarts()
         for command in spec.extra_commands:
             await run(command, timeout=spec.startup_timeout)
         if self.firmware is not None:
@@ -167,9 +187,41 @@ class RenodeInstance:
         if spec.autostart:
             await self.resume()
 
-    def _attach_channels(self) -> None:
+    async def _create_machine(self) -> None:
+        """The machine from the platform file, or whatever the script creates and selects."""
+        spec, run = self.spec, self.monitor.execute
+        if spec.script is not None:
+            await run(commands.include_script(spec.script), timeout=spec.startup_timeout)
+            self.machine = selected_machine(self.monitor.prompt)
+            if self.machine is None:
+                raise RenodeStartError(f"script {spec.script} did not create or select a machine")
+            return
+        await run(commands.mach_create(spec.machine_name))
+        try:
+            await run(commands.load_platform(spec.platform), timeout=spec.startup_timeout)
+        except RenodeCommandError as exc:
+            if "Failed to download" in exc.renode_message:
+                raise RenodeStartError(f"{exc}; {DOWNLOAD_HINT}") from exc
+            raise
+        self.machine = spec.machine_name
+
+    async def _connect_uarts(self) -> None:
+        """A PTY terminal per console, connected to its UART, and a channel reading it from now on."""
+        for name, peripheral in self.spec.uarts.items():
+            link = self.workdir / f"uart-{name}"
+            self._links.append(link)
+            await self.monitor.execute(commands.create_pty_terminal(_terminal(name), link))
+            try:
+                await self.monitor.execute(commands.connect_uart(peripheral, _terminal(name)))
+            except RenodeError as exc:
+                raise RenodeStartError(
+                    f"cannot connect UART `{peripheral}` (console `{name}`): the platform has no such UART? {exc}"
+                ) from exc
+        self._attach_channels()
+
+    def _attach_channels(self, fresh: bool = True) -> None:
         for name in self.spec.uarts:
-            self.channels[name].attach(self.workdir / f"uart-{name}")
+            self.channels[name].attach(self.workdir / f"uart-{name}", fresh)
 
     async def resume(self) -> None:
         await self.monitor.execute("start")
@@ -205,16 +257,43 @@ class RenodeInstance:
         await self.monitor.execute(commands.load_snapshot(path), timeout=self.spec.startup_timeout)
         await self.monitor.execute(commands.mach_set(self.machine))
         if self.firmware is not None:
-            await self.monitor.execute(commands.reset_macro(self.firmware.load_command()))
-        self._attach_channels()
+            await self.monitor.execute(commands.reset_macro(await self._load_line(self.firmware)))
+        # A restored PTY terminal passes no bytes either way until its UART is connected again.
+        for name, peripheral in self.spec.uarts.items():
+            await self.monitor.execute(commands.disconnect_uart(peripheral, _terminal(name)))
+            await self.monitor.execute(commands.connect_uart(peripheral, _terminal(name)))
+        self._attach_channels(fresh=False)
         if was_running:
             await self.resume()
 
     async def _load(self, firmware: Firmware) -> None:
-        load = firmware.load_command()
-        await self.monitor.execute(load, timeout=self.spec.startup_timeout)
-        # Renode's own board scripts reload the image on every reset through this macro.
-        await self.monitor.execute(commands.reset_macro(load))
+        await self.monitor.execute(firmware.load_command(), timeout=self.spec.startup_timeout)
+        if firmware.entry is not None:
+            await self.monitor.execute((await self._boot_cpu()).entry_command(firmware.entry))
+        # Renode's own board scripts reload the image on every reset through this macro. A reset also
+        # forgets a BIN or HEX image's entry, so the macro sets it again.
+        await self.monitor.execute(commands.reset_macro(await self._load_line(firmware)))
+
+    async def _load_line(self, firmware: Firmware) -> str:
+        """The image's load command, with its entry for BIN and HEX, as one monitor line."""
+        if firmware.entry is None:
+            return firmware.load_command()
+        return f"{firmware.load_command()}; {(await self._boot_cpu()).entry_command(firmware.entry)}"
+
+    async def _boot_cpu(self) -> BootCpu:
+        """The platform's first CPU, asked once: names differ between platforms (`cpu` is common, not universal)."""
+        if self.boot_cpu is None:
+            names = parse_cpu_names(await self.monitor.execute("sysbus GetCPUs"), self.machine)
+            if not names:
+                raise RenodeStartError("the platform has no CPU (`sysbus GetCPUs` listed none)")
+            name = f"sysbus.{names[0]}"
+            try:
+                await self.monitor.execute(f"{name} VectorTableOffset")
+                cortex_m = True
+            except RenodeCommandError:  # only Cortex-M cores have a vector table offset
+                cortex_m = False
+            self.boot_cpu = BootCpu(name, cortex_m)
+        return self.boot_cpu
 
     async def reflash(self, firmware: Firmware) -> None:
         """Load a new image into the machine and reset it; a running machine keeps running."""

@@ -55,7 +55,6 @@ def _cached_version(executable: str, mtime: float, timeout: float) -> tuple[tupl
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout,
-            env={**os.environ, "RENODE_CI_MODE": "YES"},
         )
     except subprocess.TimeoutExpired:
         raise RenodeStartError(f"`{executable} --version` did not finish within {timeout:g}s") from None
@@ -105,10 +104,17 @@ def renode_argv(executable: str, config_file: Path) -> list[str]:
 
 
 def renode_env(workdir: Path) -> dict[str, str]:
+    """The environment for one Renode: its own TMPDIR (Renode's temporary files, PTYs, crash dumps).
+
+    RENODE_CI_MODE is removed, never set: it disables Renode's download cache, so every power-on of a
+    board whose platform applies an SVD from a URL would download it again, and fail offline. The
+    per-user cache (~/.config/renode) is shared safely: Renode guards it with a file lock. Per-target
+    isolation comes from `--config` (a private config file) and this TMPDIR.
+    """
     tmp = workdir / "tmp"
     tmp.mkdir(exist_ok=True)
-    # CI mode: no config auto-save, no download/compile caches shared between instances.
-    return {**os.environ, "RENODE_CI_MODE": "YES", "TMPDIR": str(tmp)}
+    env = {key: value for key, value in os.environ.items() if key != "RENODE_CI_MODE"}
+    return {**env, "TMPDIR": str(tmp)}
 
 
 def tail(path: Path, lines: int) -> list[str]:

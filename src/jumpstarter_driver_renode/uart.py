@@ -80,8 +80,12 @@ class UartChannel:
 
     # -- the Renode side -------------------------------------------------------------------------
 
-    def attach(self, pty_link: Path) -> None:
-        """Start reading the PTY that Renode created at `pty_link` (a fresh boot: backlog cleared)."""
+    def attach(self, pty_link: Path, fresh: bool = True) -> None:
+        """Start reading the PTY that Renode created at `pty_link`.
+
+        `fresh` (a power-on) clears the backlog so a console never matches the previous boot's output;
+        a snapshot restore keeps it: bytes the board printed are never taken back, like on a serial line.
+        """
         self.detach()
         fd = os.open(pty_link, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         try:
@@ -90,8 +94,9 @@ class UartChannel:
             pass
         attachment = _Attachment(fd, asyncio.get_running_loop())
         self._attachment = attachment
-        self._backlog.clear()
-        self._dropped = 0
+        if fresh:
+            self._backlog.clear()
+            self._dropped = 0
         # A task rather than a task group: it must outlive the call that powered the target on.
         attachment.task = attachment.loop.create_task(self._run_pump(attachment), name=f"uart-{self.name}")
 
