@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -161,6 +162,17 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
+
+
+def no_renode_left(timeout: float = 5.0) -> bool:
+    """Whether every Renode of this run is gone within `timeout`: close() kills without waiting (it runs on
+    the event loop), and a big Mono process takes a moment to exit after SIGKILL."""
+    deadline = time.monotonic() + timeout
+    while renode_processes():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)  # polling /proc: a process's exit has no notification we can wait on here
+    return True
 
 
 def renode_processes() -> list[int]:

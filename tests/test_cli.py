@@ -8,15 +8,17 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import STANDIN, renode_processes
+from conftest import STANDIN, no_renode_left
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "exporter.yaml"
 
 
-def test_jmp_shell_session_with_the_example_config(tmp_path, firmware):
+def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
+    """The README's `j` commands in `jmp shell`, on the stand-in and on the `renode` on PATH."""
     config = yaml.safe_load(EXAMPLE.read_text())
     for entry in config["export"].values():
-        entry["config"]["renode_path"] = str(STANDIN)
+        if backend.standin:
+            entry["config"]["renode_path"] = str(STANDIN)
     (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
     fw = firmware()
     (tmp_path / "fw.elf").write_bytes(fw.elf.read_bytes())
@@ -33,11 +35,11 @@ def test_jmp_shell_session_with_the_example_config(tmp_path, firmware):
         env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
         stdin=subprocess.DEVNULL,
         capture_output=True,
-        timeout=120,
+        timeout=backend.timeout(120, 300),
     )
     out = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
     # `jmp shell` exits 0 whatever the command did: the output is the evidence.
     assert "flashed fw.elf (elf)" in out, out
     assert fw.banner.decode() in out, out
     assert "\ns1\n" in out.replace("\r", ""), out
-    assert renode_processes() == []
+    assert no_renode_left()

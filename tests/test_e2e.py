@@ -13,7 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import boot_line, expect_banner, expect_echo, firmware_for, renode_processes, target, write
+from conftest import (
+    boot_line,
+    expect_banner,
+    expect_echo,
+    firmware_for,
+    no_renode_left,
+    renode_processes,
+    target,
+    write,
+)
 from images import EM_RISCV, elf32, intel_hex
 from jumpstarter.client.core import DriverError
 
@@ -31,7 +40,7 @@ def test_flash_power_console_off(backend, firmware):
             expect_echo(console, backend, b"hello renode")
         client.power.off()
         assert driver._instance is None
-    assert renode_processes() == []
+    assert no_renode_left()
 
 
 def test_boot_output_printed_before_any_console_is_kept(backend, firmware):
@@ -153,14 +162,14 @@ def test_missing_platform_fails_power_on_with_renodes_text(backend):
         with pytest.raises(DriverError, match=r"no-such-board\.repl"):
             client.power.on()
         assert driver._instance is None
-        assert renode_processes() == []
+        assert no_renode_left()
 
 
 def test_unknown_uart_fails_power_on_naming_it(backend):
     with target(backend, uart="sysbus.usart9") as (client, _driver):
         with pytest.raises(DriverError, match=r"sysbus\.usart9"):
             client.power.on()
-        assert renode_processes() == []
+        assert no_renode_left()
 
 
 def test_renode_missing_says_what_to_install(standin, tmp_path):
@@ -185,7 +194,7 @@ def test_renode_crash_after_boot_fails_next_call_fast(standin, tmp_path, monkeyp
         client.power.off()
         client.power.on()  # and it comes back
         assert renode_processes() != []
-    assert renode_processes() == []
+    assert no_renode_left()
 
 
 def test_killed_renode_fails_next_call_fast_and_power_on_recovers(backend, firmware):
@@ -206,7 +215,7 @@ def test_killed_renode_fails_next_call_fast_and_power_on_recovers(backend, firmw
         client.power.on()
         with client.console.pexpect() as console:
             expect_banner(console, fw, backend)
-    assert renode_processes() == []
+    assert no_renode_left()
 
 
 def test_silent_monitor_times_out_then_fails_fast(standin, tmp_path, monkeypatch):
@@ -215,7 +224,7 @@ def test_silent_monitor_times_out_then_fails_fast(standin, tmp_path, monkeypatch
         client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
         with pytest.raises(DriverError, match="did not answer"):
             client.power.on()  # `machine LoadPlatformDescription` never answers
-        assert renode_processes() == []
+        assert no_renode_left()
 
 
 def test_power_is_idempotent(backend, firmware):
@@ -228,7 +237,7 @@ def test_power_is_idempotent(backend, firmware):
         assert driver._instance.process.pid == pid
         client.power.off()
         client.power.off()
-        assert renode_processes() == []
+        assert no_renode_left()
 
 
 def test_parallel_targets_each_boot_their_own_firmware(backend, firmware):
@@ -245,7 +254,7 @@ def test_parallel_targets_each_boot_their_own_firmware(backend, firmware):
             with client.console.pexpect() as console:
                 expect_banner(console, fw, backend)
                 expect_echo(console, backend, fw.build_id.encode())
-    assert renode_processes() == []
+    assert no_renode_left()
 
 
 def test_power_read_and_dump_are_not_supported(backend, tmp_path):
@@ -283,7 +292,7 @@ def test_close_leaves_nothing_behind(backend, firmware):
         links = [workdir / "uart-console", workdir / "uart-debug"]
         assert all(link.is_symlink() for link in links)
         assert renode_processes() != []
-    assert renode_processes() == []
+    assert no_renode_left()
     assert not Path(workdir).exists()
 
 

@@ -10,7 +10,7 @@ import time
 import pexpect
 import pytest
 from click.testing import CliRunner
-from conftest import expect_banner, expect_echo, firmware_for, renode_processes, target, write
+from conftest import expect_banner, expect_echo, firmware_for, no_renode_left, target, write
 from jumpstarter.client.core import DriverError
 
 
@@ -31,7 +31,7 @@ def test_unknown_extra_uart_fails_power_on_naming_it(backend):
         with pytest.raises(DriverError, match=r"sysbus\.usart42.*debug"):
             client.power.on()
         assert driver._instance is None
-        assert renode_processes() == []
+        assert no_renode_left()
 
 
 def run_until_output(client, console, pattern: bytes, step: float = 0.05, limit: float = 5.0) -> float:
@@ -240,4 +240,4 @@ def test_gdb_server_is_reachable_only_through_jumpstarter(backend, firmware):
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", 3333), timeout=2).close()
         client.power.off()
-        assert renode_processes() == []
+        assert no_renode_left()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from anyio.from_thread import start_blocking_portal
-from conftest import STANDIN, boot_line, firmware_for, renode_processes, target, write
+from conftest import STANDIN, boot_line, firmware_for, no_renode_left, renode_processes, target, write
 from images import elf32, vector_table
 from jumpstarter.client import client_from_path
 from jumpstarter.client.core import DriverError
@@ -493,7 +493,7 @@ def test_client_killed_mid_power_on_leaves_no_renode_behind(standin, tmp_path, m
         assert driver._instance is None
         client.power.on()  # the target still works for the next client
         client.power.off()
-        assert renode_processes() == []
+        assert no_renode_left()
 
 
 def test_client_killed_mid_flash_then_another_client_flashes(standin, tmp_path):

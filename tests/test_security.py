@@ -104,9 +104,9 @@ def test_listening_socket_check_finds_a_real_listener():
 
 
 @pytest.mark.parametrize("config", [{}, {"monitor_port": 1234}])
-def test_default_config_opens_no_monitor_socket(standin, tmp_path, config):
-    with target(standin, **config) as (client, driver):
-        client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
+def test_default_config_opens_no_monitor_socket(backend, firmware, config):
+    with target(backend, **config) as (client, driver):
+        client.flasher.flash(firmware().elf)
         client.power.on()
         pid = driver._instance.process.pid
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
