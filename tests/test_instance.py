@@ -1,0 +1,225 @@
+"""RenodeInstance's command sequences, against a scripted monitor and process (no Renode, no stand-in).
+
+These pin what the driver says to Renode for start-up, BIN/HEX entry, restore and stop; the end-to-end
+tests prove the same sequences work on the stand-in and on real Renode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import anyio
+import pytest
+
+from jumpstarter_driver_renode.errors import RenodeCommandError
+from jumpstarter_driver_renode.firmware import Entry
+from jumpstarter_driver_renode.instance import BoardSpec, Firmware, RenodeInstance, parse_cpu_names
+from jumpstarter_driver_renode.uart import UartChannel
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeMonitor:
+    """Answers like Renode's monitor; creates a real PTY where Renode would create a UART terminal."""
+
+    def __init__(self, cortex_m: bool = True):
+        self.sent: list[str] = []
+        self.cortex_m = cortex_m
+        self.prompt = "(monitor) "
+        self.broken: str | None = None
+        self.quit_sent = False
+        self.ptys: list[int] = []
+
+    async def wait_ready(self, timeout: float) -> str:
+        return "Renode, version 1.16.1"
+
+    async def execute(self, command: str, timeout: float | None = None) -> str:
+        self.sent.append(command)
+        if m := re.fullmatch(r'emulation CreateUartPtyTerminal "\w+" "([^"]+)" true', command):
+            master, slave = os.openpty()
+            self.ptys += [master, slave]
+            os.symlink(os.ttyname(slave), m[1])
+        if command == "sysbus GetCPUs":
+            return "[\n[CPU: m0.cpu[0]], \n]"
+        if command.endswith("VectorTableOffset") and not self.cortex_m:
+            raise RenodeCommandError(command, "cpu does not provide a field, method or property VectorTableOffset.")
+        return ""
+
+    async def send_quit(self) -> None:
+        self.quit_sent = True
+
+    def close(self) -> None:
+        for fd in self.ptys:
+            os.close(fd)
+
+
+class FakeProcess:
+    def __init__(self):
+        self.returncode: int | None = None
+        self.stops: list[float] = []
+        self.pid = 4242
+
+    async def stop(self, graceful: float = 5.0) -> None:
+        self.stops.append(graceful)
+        self.returncode = 0
+
+    def describe_exit(self) -> str:
+        return "Renode exited with code 0"
+
+
+def spec(**overrides) -> BoardSpec:
+    values = dict(
+        renode_path=None,
+        machine_name="m0",
+        platform="platforms/boards/stm32f4_discovery-kit.repl",
+        script=None,
+        uarts={"console": "sysbus.usart2"},
+        extra_commands=(),
+        log_level=None,
+        startup_timeout=5,
+        command_timeout=5,
+    )
+    values.update(overrides)
+    return BoardSpec(**values)
+
+
+@pytest.fixture
+def make(tmp_path):
+    made = []
+
+    def build(firmware: Firmware | None = None, cortex_m: bool = True, **overrides) -> RenodeInstance:
+        board = spec(**overrides)
+        channels = {name: UartChannel(name) for name in board.uarts}
+        instance = RenodeInstance(board, tmp_path, FakeProcess(), FakeMonitor(cortex_m), channels, firmware)
+        made.append(instance)
+        return instance
+
+    yield build
+    for instance in made:
+        for channel in instance.channels.values():
+            channel.detach()
+        instance.monitor.close()
+
+
+async def test_boot_sequence(make, tmp_path):
+    elf = Firmware(tmp_path / "fw.elf", "elf")
+    instance = make(elf)
+    await instance._boot()
+    link = tmp_path / "uart-console"
+    assert instance.monitor.sent == [
+        f"logFile @{tmp_path}/renode.log true",
+        'mach create "m0"',
+        "machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl",
+        f'emulation CreateUartPtyTerminal "term_console" "{link}" true',
+        "connector Connect sysbus.usart2 term_console",
+        f"sysbus LoadELF @{tmp_path}/fw.elf",
+        f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
+        "start",
+    ]
+    assert instance.running and instance.machine == "m0"
+
+
+@pytest.mark.parametrize(
+    "cortex_m,kind,entry,expected",
+    [
+        (True, "bin", Entry(0x08000000, 0x08000000), "sysbus.cpu VectorTableOffset 0x8000000"),
+        (True, "hex", Entry(0x08000000, 0x08000195), "sysbus.cpu VectorTableOffset 0x8000000"),
+        (False, "bin", Entry(0x20400000, 0x20400000), "sysbus.cpu PC 0x20400000"),
+        (False, "hex", Entry(0x20400000, 0x20400010), "sysbus.cpu PC 0x20400010"),
+    ],
+)
+async def test_bin_and_hex_get_their_entry_now_and_in_the_reset_macro(make, tmp_path, cortex_m, kind, entry, expected):
+    image = Firmware(tmp_path / f"fw.{kind}", kind, entry.vector_table if kind == "bin" else None, entry)
+    instance = make(image, cortex_m=cortex_m, autostart=False)
+    await instance._boot()
+    sent = instance.monitor.sent
+    load = image.load_command()
+    at = sent.index(load)
+    assert sent[at + 1 : at + 4] == ["sysbus GetCPUs", "sysbus.cpu VectorTableOffset", expected]
+    assert sent[at + 4] == f'macro reset "{load}; {expected}"'
+    assert "start" not in sent  # autostart off: paused at virtual time 0
+
+
+async def test_restore_reconnects_every_uart_and_keeps_the_run_state(make, tmp_path):
+    elf = Firmware(tmp_path / "fw.elf", "elf")
+    instance = make(elf, uarts={"console": "sysbus.usart2", "debug": "sysbus.usart3"})
+    await instance._boot()
+    instance.monitor.sent.clear()
+    for link in ("uart-console", "uart-debug"):  # Renode's Clear removes them; Load creates them again
+        (tmp_path / link).unlink()
+    snapshot = tmp_path / "s.save"
+
+    async def load_creates_terminals(command: str, timeout: float | None = None) -> str:
+        if command.startswith("Load "):
+            for name in ("console", "debug"):
+                await FakeMonitor.execute(
+                    instance.monitor, f'emulation CreateUartPtyTerminal "x" "{tmp_path}/uart-{name}" true'
+                )
+                instance.monitor.sent.pop()
+        return await FakeMonitor.execute(instance.monitor, command, timeout)
+
+    instance.monitor.execute = load_creates_terminals
+    await instance.restore(snapshot)
+    assert instance.monitor.sent == [
+        "Clear",
+        f"Load @{snapshot}",
+        'mach set "m0"',
+        f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
+        "connector Disconnect sysbus.usart2 term_console",
+        "connector Connect sysbus.usart2 term_console",
+        "connector Disconnect sysbus.usart3 term_debug",
+        "connector Connect sysbus.usart3 term_debug",
+        "start",
+    ]
+    assert all(channel.attached for channel in instance.channels.values())
+
+
+async def test_stop_sends_quit_then_always_stops_the_process(make):
+    instance = make()
+    await instance._stop()
+    assert instance.monitor.quit_sent and instance.process.stops == [5.0]
+
+
+async def test_stop_without_quit_when_stdin_is_broken(make):
+    instance = make()
+
+    async def broken() -> None:
+        raise anyio.BrokenResourceError
+
+    instance.monitor.send_quit = broken
+    await instance._stop()
+    assert instance.process.stops == [0.0]  # straight to the signals, and reaped
+    assert instance.process.returncode is not None
+
+
+async def test_stop_of_a_dead_or_broken_renode_sends_no_quit(make):
+    instance = make()
+    instance.monitor.broken = "timed out"
+    await instance._stop()
+    assert not instance.monitor.quit_sent and instance.process.stops == [0.0]
+
+
+def test_cpu_names_from_get_cpus():
+    assert parse_cpu_names("[\r\n[CPU: m0.cpu[0]], \r\n]", "m0") == ["cpu"]
+    assert parse_cpu_names("[ [CPU: a.b.core1[0]], [CPU: a.b.core2[1]], ]", "a.b") == ["core1", "core2"]
+    assert parse_cpu_names("[\n]", "m0") == []
+
+
+def test_entry_of_bin_and_hex(tmp_path):
+    from images import intel_hex
+
+    from jumpstarter_driver_renode.firmware import image_entry
+
+    assert image_entry(Path("x"), "bin", 0x8000) == Entry(0x8000, 0x8000)
+    assert image_entry(Path("x"), "elf", None) is None
+    plain = tmp_path / "a.hex"
+    plain.write_bytes(intel_hex(b"\x01" * 40, address=0x20400000))
+    assert image_entry(plain, "hex", None) == Entry(0x20400000, 0x20400000)
+    with_start = tmp_path / "b.hex"
+    start_record = b":040000052040001087\n"
+    with_start.write_bytes(
+        intel_hex(b"\x01" * 40, address=0x20400000).replace(b":00000001FF", start_record + b":00000001FF")
+    )
+    assert image_entry(with_start, "hex", None) == Entry(0x20400000, 0x20400010)
