@@ -64,8 +64,8 @@ def rss_mib() -> float:
 def workdir_files(drivers: list[Renode]) -> int:
     total = 0
     for driver in drivers:
-        if driver._workdir is not None and driver._workdir.exists():
-            total += sum(1 for _ in driver._workdir.rglob("*"))
+        if driver.target.existing_workdir is not None and driver.target.existing_workdir.exists():
+            total += sum(1 for _ in driver.target.existing_workdir.rglob("*"))
     return total
 
 

@@ -86,10 +86,10 @@ class Ours(Side):
             return elapsed
 
     def direct_monitor(self, driver):
-        return driver._instance.monitor.execute
+        return driver.target.renode.monitor.execute
 
     def running(self, driver) -> bool:
-        return driver._instance is not None
+        return driver.target.renode is not None
 
 
 class Theirs(Side):

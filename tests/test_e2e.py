@@ -39,7 +39,7 @@ def test_flash_power_console_off(backend, firmware):
             expect_banner(console, fw, backend)
             expect_echo(console, backend, b"hello renode")
         client.power.off()
-        assert driver._instance is None
+        assert driver.target.renode is None
     assert no_renode_left()
 
 
@@ -49,11 +49,11 @@ def test_boot_output_printed_before_any_console_is_kept(backend, firmware):
     with target(backend) as (client, driver):
         client.flasher.flash(fw.elf)
         client.power.on()
-        channel = driver._channels["console"]
+        channel = driver.target.channels["console"]
         deadline = time.monotonic() + backend.timeout(10, 60)
-        while fw.banner not in channel._backlog and time.monotonic() < deadline:
+        while fw.banner not in channel.unread() and time.monotonic() < deadline:
             time.sleep(0.01)  # waiting for a condition, polled: the firmware prints asynchronously
-        assert fw.banner in channel._backlog
+        assert fw.banner in channel.unread()
         with client.console.pexpect() as console:
             expect_banner(console, fw, backend)
 
@@ -83,13 +83,13 @@ def test_reset_restarts_firmware_without_restarting_renode(backend, firmware, ki
     with target(backend, load_address=fw.load_address) as (client, driver):
         client.flasher.flash(fw.image(kind))
         client.power.on()
-        pid = driver._instance.process.pid
+        pid = driver.target.renode.process.pid
         with client.console.pexpect() as console:
             expect_banner(console, fw, backend)
             client.reset()
             expect_banner(console, fw, backend)
             expect_echo(console, backend, b"after reset")
-        assert driver._instance.process.pid == pid
+        assert driver.target.renode.process.pid == pid
 
 
 @pytest.mark.parametrize("kind", FORMATS)
@@ -110,7 +110,7 @@ def test_raw_binary_needs_a_load_address(backend, firmware):
     with target(backend) as (client, driver):
         with pytest.raises(DriverError, match=r"raw binary.*load address"):
             client.flasher.flash(fw.bin)
-        assert driver._firmware is None
+        assert driver.target.firmware is None
         assert client.flasher.flash(fw.bin, load_address=fw.load_address) == "bin"
 
 
@@ -128,7 +128,7 @@ def test_bad_images_are_refused_before_renode_sees_them(backend, tmp_path, conte
     with target(backend) as (client, driver):
         with pytest.raises(DriverError, match=message):
             client.flasher.flash(write(tmp_path, "bad", content))
-        assert driver._firmware is None
+        assert driver.target.firmware is None
         assert list((driver.workdir / "firmware").iterdir()) == []  # nothing half-stored
 
 
@@ -142,7 +142,7 @@ def test_elf_for_another_architecture_loads_but_never_boots(standin, tmp_path):
         while "CPU was halted" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
             time.sleep(0.02)
         assert "PC does not lay in memory" in log.read_text()
-        assert b"Booting" not in driver._channels["console"]._backlog
+        assert b"Booting" not in driver.target.channels["console"].unread()
 
 
 def test_synthetic_hex_without_a_vector_table_halts_like_renode(standin, tmp_path):
@@ -161,7 +161,7 @@ def test_missing_platform_fails_power_on_with_renodes_text(backend):
     with target(backend, platform="platforms/boards/no-such-board.repl") as (client, driver):
         with pytest.raises(DriverError, match=r"no-such-board\.repl"):
             client.power.on()
-        assert driver._instance is None
+        assert driver.target.renode is None
         assert no_renode_left()
 
 
@@ -183,7 +183,7 @@ def test_renode_crash_after_boot_fails_next_call_fast(standin, tmp_path, monkeyp
     with target(standin, allow_raw_monitor=True) as (client, driver):
         client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
         client.power.on()
-        process = driver._instance.process.process
+        process = driver.target.renode.process.process
         deadline = time.monotonic() + 10
         while process.returncode is None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -203,7 +203,7 @@ def test_killed_renode_fails_next_call_fast_and_power_on_recovers(backend, firmw
     with target(backend, allow_raw_monitor=True) as (client, driver):
         client.flasher.flash(fw.elf)
         client.power.on()
-        process = driver._instance.process.process
+        process = driver.target.renode.process.process
         os.kill(process.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while process.returncode is None and time.monotonic() < deadline:
@@ -232,9 +232,9 @@ def test_power_is_idempotent(backend, firmware):
         client.flasher.flash(firmware().elf)
         client.power.off()
         client.power.on()
-        pid = driver._instance.process.pid
+        pid = driver.target.renode.process.pid
         client.power.on()
-        assert driver._instance.process.pid == pid
+        assert driver.target.renode.process.pid == pid
         client.power.off()
         client.power.off()
         assert no_renode_left()
@@ -248,7 +248,7 @@ def test_parallel_targets_each_boot_their_own_firmware(backend, firmware):
         for client, fw in zip(clients, images, strict=True):
             client.flasher.flash(fw.elf)
             client.power.on()
-        assert len({d._instance.process.pid for d in (d0, d1, d2)}) == 3
+        assert len({d.target.renode.process.pid for d in (d0, d1, d2)}) == 3
         assert len({d.workdir for d in (d0, d1, d2)}) == 3
         for client, fw in zip(clients, images, strict=True):
             with client.console.pexpect() as console:

@@ -23,14 +23,14 @@ def test_named_extra_uart_is_its_own_console(backend, firmware):
         with client.app.pexpect() as app:
             expect_banner(app, fw, backend)
             expect_echo(app, backend, b"on the app port")
-        assert fw.banner not in driver._channels["console"]._backlog
+        assert fw.banner not in driver.target.channels["console"].unread()
 
 
 def test_unknown_extra_uart_fails_power_on_naming_it(backend):
     with target(backend, uarts={"debug": "sysbus.usart42"}) as (client, driver):
         with pytest.raises(DriverError, match=r"sysbus\.usart42.*debug"):
             client.power.on()
-        assert driver._instance is None
+        assert driver.target.renode is None
         assert no_renode_left()
 
 
@@ -61,7 +61,7 @@ def test_run_for_is_deterministic(backend, firmware):
             assert client.virtual_time() == 0.0
             assert client.run_for(0.25) == pytest.approx(0.25, abs=1e-6)
             assert client.virtual_time() == pytest.approx(0.25, abs=1e-6)  # paused after run_for: the clock stands
-            boots.append(bytes(driver._channels["console"]._backlog))
+            boots.append(driver.target.channels["console"].unread())
             with client.console.pexpect() as console:
                 console.send(b"ticks on\r")
                 run_until_output(client, console, rb"echo: ticks on\r\n")
@@ -160,7 +160,7 @@ def test_script_mode_defines_the_machine(backend, firmware, tmp_path):
     with target(backend, platform=None, script=str(script)) as (client, driver):
         client.flasher.flash(fw.elf)
         client.power.on()
-        assert driver._instance.machine == "scripted"
+        assert driver.target.renode.machine == "scripted"
         with client.console.pexpect() as console:
             expect_banner(console, fw, backend)
             client.reset()
@@ -234,7 +234,7 @@ def test_gdb_server_is_reachable_only_through_jumpstarter(backend, firmware):
             while not re.search(rb"#[0-9a-fA-F]{2}", reply):  # a packet ends with two checksum digits
                 reply += gdb.receive()
         assert reply.lstrip(b"+").startswith(b"$S05#b8")
-        pid = driver._instance.process.pid
+        pid = driver.target.renode.process.pid
         # Renode runs in its own network namespace: its GDB port is not on this host's network.
         assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
         with pytest.raises(OSError):

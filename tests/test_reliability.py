@@ -82,22 +82,22 @@ class LeakCheck:
         assert len(now) <= len(self.before), f"fds leaked: {new}"
         assert not [p for p in now.values() if "/dev/pts" in p or "ptmx" in p], f"PTY fds left open: {now}"
         wait_until(lambda: renode_processes() == [], 10, "every Renode process to be gone")
-        if driver._workdir is not None and driver._workdir.exists():
-            left = sorted(p.name for p in driver._workdir.iterdir())
+        if driver.target.existing_workdir is not None and driver.target.existing_workdir.exists():
+            left = sorted(p.name for p in driver.target.existing_workdir.iterdir())
             assert not [n for n in left if n.startswith("uart-")], f"stale PTY links in the workdir: {left}"
-            images = driver._workdir / "firmware"
+            images = driver.target.existing_workdir / "firmware"
             stored = sorted(p.name for p in images.iterdir()) if images.is_dir() else []
             assert len(stored) <= 1, f"firmware copies pile up: {stored}"
 
 
 def running_pid(driver: Renode) -> int:
-    assert driver._instance is not None, "the target should be on"
-    return driver._instance.process.pid
+    assert driver.target.renode is not None, "the target should be on"
+    return driver.target.renode.process.pid
 
 
 def wait_monitor_received(driver: Renode, command: str, timeout: float = 10.0) -> None:
     """Wait until Renode has echoed `command`: it is now executing it (or stuck in it)."""
-    instance = driver._instance
+    instance = driver.target.renode
     assert instance is not None
     wait_until(lambda: command in instance.monitor.pending_text(), timeout, f"Renode to receive `{command}`")
 
@@ -258,7 +258,7 @@ def test_exit_at_start_is_reported_with_renodes_crash_text(standin, tmp_path, mo
         assert time.monotonic() - started < 10, "a Renode that exited at once must not cost the startup timeout"
         assert re.search(r"Renode (closed the monitor|exited)", str(info.value)), str(info.value)
         assert "TypeInitializationException" in str(info.value)  # Renode's own crash text is quoted
-        assert driver._instance is None
+        assert driver.target.renode is None
         monkeypatch.delenv("STANDIN_EXIT_AT_START")
         client.power.on()
         client.power.off()
@@ -271,7 +271,7 @@ def test_bad_platform_path_fails_power_on_and_leaves_nothing(standin):
         for _ in range(2):  # and again: the failure is repeatable, not a stuck state
             with pytest.raises(DriverError, match=r"missing-board\.repl"):
                 client.power.on()
-            assert driver._instance is None
+            assert driver.target.renode is None
         leaks.verify(driver)
 
 
@@ -280,7 +280,7 @@ def test_bad_extra_command_fails_power_on_with_renodes_text(standin):
         leaks = LeakCheck()
         with pytest.raises(DriverError, match=r"nosuchcommand 1.*No such command or device: nosuchcommand"):
             client.power.on()
-        assert driver._instance is None
+        assert driver.target.renode is None
         leaks.verify(driver)
 
 
@@ -373,7 +373,7 @@ def test_monitor_fault_during_power_on(standin, tmp_path, monkeypatch, knob, wor
         with pytest.raises(DriverError, match=expected):
             client.power.on()
         assert time.monotonic() - started < 8
-        assert driver._instance is None
+        assert driver.target.renode is None
         leaks.verify(driver)
         monkeypatch.delenv(knob)
         client.power.on()
@@ -389,7 +389,7 @@ def test_renode_slower_than_startup_timeout(standin, monkeypatch):
         with pytest.raises(DriverError, match=r"no monitor prompt within 1.5s"):
             client.power.on()
         assert time.monotonic() - started < 8
-        assert driver._instance is None
+        assert driver.target.renode is None
         leaks.verify(driver)
         monkeypatch.delenv("STANDIN_START_DELAY")
         client.power.on()
@@ -490,7 +490,7 @@ def test_client_killed_mid_power_on_leaves_no_renode_behind(standin, tmp_path, m
                 kill_client(proc)
         # The call was cancelled with its client: the half-started Renode is stopped, nothing stays.
         wait_until(lambda: renode_processes() == [], 15, "the half-started Renode to be stopped")
-        assert driver._instance is None
+        assert driver.target.renode is None
         client.power.on()  # the target still works for the next client
         client.power.off()
         assert no_renode_left()
@@ -522,7 +522,7 @@ def test_client_killed_mid_flash_then_another_client_flashes(standin, tmp_path):
         finally:
             if proc.poll() is None:
                 kill_client(proc)
-        assert driver._firmware is None, "a half-uploaded image must not become the firmware"
+        assert driver.target.firmware is None, "a half-uploaded image must not become the firmware"
         client.flasher.flash(write(tmp_path, "fw.elf", image))
         client.power.on()
         with client.console.pexpect() as console:
@@ -537,7 +537,7 @@ def test_client_killed_mid_console_then_another_client_uses_it(standin, tmp_path
         client.flasher.flash(write(tmp_path, "fw.elf", image))
         client.power.on()
         leaks = LeakCheck()
-        channel = driver._channels["console"]
+        channel = driver.target.channels["console"]
         proc = client_process(path, "console", "Booting stand-in firmware")
         try:
             assert read_line(proc, 30) == "CONNECTED"
@@ -588,7 +588,7 @@ standin = BACKENDS["standin"]
 with target(standin) as (client, driver):
     client.flasher.flash(write(Path(sys.argv[2]), "fw.elf", firmware_for(standin)))
     client.power.on()
-    print(driver._instance.process.pid, flush=True)
+    print(driver.target.renode.process.pid, flush=True)
     sys.stdin.read()
 """
 

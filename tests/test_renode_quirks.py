@@ -59,7 +59,7 @@ def test_offline_exporter_without_the_file_says_what_to_do(standin, private_home
         with pytest.raises(DriverError, match=rf"(?s)Failed to download {SVD_URL}.*download cache") as info:
             client.power.on()
         assert "local file" in str(info.value)
-        assert driver._instance is None
+        assert driver.target.renode is None
 
 
 # -- the monitor alone: the model, checked against real Renode -----------------------------------------------------------

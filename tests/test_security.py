@@ -108,7 +108,7 @@ def test_default_config_opens_no_monitor_socket(backend, firmware, config):
     with target(backend, **config) as (client, driver):
         client.flasher.flash(firmware().elf)
         client.power.on()
-        pid = driver._instance.process.pid
+        pid = driver.target.renode.process.pid
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
         assert "--console" in argv
         for flag in ("--port", "-P", "--robot-server-port", "--server-mode"):
@@ -150,7 +150,7 @@ def test_load_address_with_metacharacters_is_refused(standin, tmp_path, sent, ba
         assert result.exit_code != 0
         assert "load address" in str(result.exception) + result.output
         assert sent[before:] == [], "a refused flash sent monitor commands"
-        assert driver._firmware is None
+        assert driver.target.firmware is None
         assert stored_images(driver) == []
 
 
@@ -327,7 +327,7 @@ def test_elf_cut_inside_its_segment_is_refused(standin, tmp_path):
     with target(standin) as (client, driver):
         with pytest.raises(DriverError, match="truncated"):
             client.flasher.flash(write(tmp_path, "cut.elf", image))
-        assert driver._firmware is None
+        assert driver.target.firmware is None
 
 
 def test_intel_hex_without_end_record_is_refused(standin, tmp_path):
@@ -335,7 +335,7 @@ def test_intel_hex_without_end_record_is_refused(standin, tmp_path):
     with target(standin) as (client, driver):
         with pytest.raises(DriverError, match="Intel HEX"):
             client.flasher.flash(write(tmp_path, "cut.hex", b"".join(lines[:-1])))
-        assert driver._firmware is None
+        assert driver.target.firmware is None
 
 
 def test_zero_byte_raw_image_with_address_is_refused(standin, tmp_path):

@@ -47,7 +47,7 @@ async def test_output_before_attach_goes_to_the_first_console():
     try:
         channel.attach(pty.path)
         os.write(pty.master, b"boot banner\r\n")
-        await eventually(lambda: b"banner" in channel._backlog)
+        await eventually(lambda: b"banner" in channel.unread())
         async with channel.subscribe() as stream:
             assert b"boot banner" in await receive_until(stream, b"banner")
             await stream.send(b"typed\r")
@@ -67,9 +67,9 @@ async def test_backlog_is_bounded_and_keeps_the_newest_bytes():
         channel.attach(pty.path)
         for i in range(50):
             os.write(pty.master, f"line {i:03d}\n".encode() * 10)
-        await eventually(lambda: b"line 049\n" * 10 in channel._backlog)
-        assert len(channel._backlog) == 1000
-        assert channel._backlog.endswith(b"line 049\n")
+        await eventually(lambda: b"line 049\n" * 10 in channel.unread())
+        assert len(channel.unread()) == 1000
+        assert channel.unread().endswith(b"line 049\n")
     finally:
         channel.detach()
         pty.close()

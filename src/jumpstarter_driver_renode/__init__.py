@@ -1,1 +1,28 @@
-"""Jumpstarter driver for Renode virtual boards."""
+"""Jumpstarter driver for Renode virtual boards.
+
+Exporter configs name `jumpstarter_driver_renode.driver.Renode`; clients get `RenodeClient`.
+"""
+
+from .errors import (
+    FirmwareError,
+    RenodeCommandError,
+    RenodeError,
+    RenodeExitedError,
+    RenodeStartError,
+    RenodeStateError,
+    RenodeTimeoutError,
+    UnsafeInputError,
+)
+from .lifecycle import TargetState
+
+__all__ = [
+    "FirmwareError",
+    "RenodeCommandError",
+    "RenodeError",
+    "RenodeExitedError",
+    "RenodeStartError",
+    "RenodeStateError",
+    "RenodeTimeoutError",
+    "TargetState",
+    "UnsafeInputError",
+]

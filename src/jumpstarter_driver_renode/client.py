@@ -14,7 +14,12 @@ from jumpstarter_driver_pyserial.client import PySerialClient
 
 
 class RenodeClient(CompositeClient):
-    """A Renode target: `power`, `flasher`, `console` (+ named UARTs) children and monitor calls."""
+    """A board emulated by Renode: `power`, `flasher`, `console` (+ named UARTs, `gdb`) children, reset,
+    snapshots, virtual time, logs and (when the exporter allows it) raw monitor commands.
+
+    Calls that need a running board raise `DriverError` saying the target is off, or how Renode ended
+    if it died; bad arguments are refused before anything reaches Renode.
+    """
 
     @property
     def platform(self) -> str | None:
@@ -28,13 +33,23 @@ class RenodeClient(CompositeClient):
     def machine_name(self) -> str:
         return self.call("get_machine_name")
 
-    def reset(self) -> None:
-        """Reset the machine in place (`machine Reset`), without restarting Renode."""
+    def reset_machine(self) -> None:
+        """Reset the machine in place (`machine Reset`), without restarting Renode: the firmware reboots.
+
+        :raises DriverError: the target is off, or Renode failed.
+        """
         self.call("reset_machine")
 
+    def reset(self) -> None:
+        """Short name of `reset_machine()` (the driver's own `reset` is Jumpstarter's lease-start hook)."""
+        self.reset_machine()
+
     def monitor_cmd(self, command: str) -> str:
-        """Run a raw monitor command (only if the exporter sets allow_raw_monitor); returns its output."""
-        return self.call("monitor", command)
+        """Run a raw monitor command (only if the exporter sets allow_raw_monitor); returns its output.
+
+        :raises DriverError: not allowed on this exporter, control characters, or Renode's own error text.
+        """
+        return self.call("monitor_cmd", command)
 
     def pause(self) -> None:
         """Pause the emulation: virtual time stops."""
@@ -73,6 +88,7 @@ class RenodeClient(CompositeClient):
 
     def cli(self):  # noqa: C901 - one nested function per subcommand
         base = super().cli()
+        base.help = "Renode virtual board: power, flasher, consoles, reset, snapshots, virtual time, logs"
 
         @base.command(name="pause")
         def pause_cmd():
@@ -142,7 +158,7 @@ class RenodeClient(CompositeClient):
         @base.command(name="reset")
         def reset_cmd():
             """Reset the running machine (firmware restarts; Renode keeps running)"""
-            self.reset()
+            self.reset_machine()
 
         return base
 

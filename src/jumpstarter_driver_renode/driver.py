@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import shutil
-import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,9 +16,10 @@ from pydantic import ConfigDict, Field, StrictInt, StrictStr
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from . import commands
-from .errors import RenodeNotRunningError, UnsafeInputError
+from .errors import FirmwareError
 from .firmware import detect_format, image_entry
-from .instance import BoardSpec, Firmware, RenodeInstance
+from .instance import BoardSpec, Firmware
+from .lifecycle import Target
 from .netns import GDB_PORT_IN_NAMESPACE
 from .process import tail
 from .uart import DEFAULT_BACKLOG, UartChannel
@@ -53,17 +52,13 @@ class Renode(Driver):
         self._renode_log_level = _split_log_level(self)
         super().__post_init__()
         self._validate()
-        self._channels = {name: UartChannel(name, self.console_backlog) for name in [MAIN_CONSOLE, *self.uarts]}
-        self._instance: RenodeInstance | None = None
-        self._firmware: Firmware | None = None
-        self._power_lock = anyio.Lock()
-        self._workdir: Path | None = None
+        channels = {name: UartChannel(name, self.console_backlog) for name in [MAIN_CONSOLE, *self.uarts]}
+        self._target = Target(self.board_spec, channels, self.machine_name)
         self._images = itertools.count(1)
         self.children["power"] = RenodePower(parent=self)
         self.children["flasher"] = RenodeFlasher(parent=self)
-        self.children[MAIN_CONSOLE] = RenodeConsole(channel=self._channels[MAIN_CONSOLE])
-        for name in self.uarts:
-            self.children[name] = RenodeConsole(channel=self._channels[name])
+        for name, channel in channels.items():
+            self.children[name] = RenodeConsole(channel=channel)
         if self.gdb_port is not None:
             self.children["gdb"] = RenodeGdb(parent=self)
         if self.monitor_port:
@@ -74,21 +69,18 @@ class Renode(Driver):
     def _validate(self) -> None:
         if (self.platform is None) == (self.script is None):
             raise ValueError("set exactly one of `platform` (a .repl file) or `script` (a .resc file)")
-        try:
-            self._validate_board_files()
-            commands.check_name(self.machine_name, "machine_name")
-            commands.check_peripheral(self.uart, "uart")
-            for name, peripheral in self.uarts.items():
-                commands.check_name(name, "uarts key")
-                if name in _RESERVED_CHILDREN:
-                    raise ValueError(f"uarts key {name!r} clashes with a built-in child; pick another name")
-                commands.check_peripheral(peripheral, f"uarts[{name}]")
-            for command in self.extra_commands:
-                commands.check_line(command, "extra_commands entry")
-            if self.load_address is not None:
-                self.load_address = commands.parse_address(self.load_address)
-        except UnsafeInputError as exc:
-            raise ValueError(str(exc)) from None
+        self._validate_board_files()
+        commands.check_name(self.machine_name, "machine_name")
+        commands.check_peripheral(self.uart, "uart")
+        for name, peripheral in self.uarts.items():
+            commands.check_name(name, "uarts key")
+            if name in _RESERVED_CHILDREN:
+                raise ValueError(f"uarts key {name!r} clashes with a built-in child; pick another name")
+            commands.check_peripheral(peripheral, f"uarts[{name}]")
+        for command in self.extra_commands:
+            commands.check_line(command, "extra_commands entry")
+        if self.load_address is not None:
+            self.load_address = commands.parse_address(self.load_address)
 
     def _validate_board_files(self) -> None:
         if self.platform is not None:
@@ -112,10 +104,13 @@ class Renode(Driver):
 
     @property
     def workdir(self) -> Path:
-        """This target's private directory: log, PTY links, firmware copies, Renode's temp files."""
-        if self._workdir is None or not self._workdir.exists():
-            self._workdir = Path(tempfile.mkdtemp(prefix=f"jumpstarter-renode-{self.machine_name}-"))
-        return self._workdir
+        """This target's private directory: log, PTY links, firmware copies, snapshots, Renode's temp files."""
+        return self._target.workdir
+
+    @property
+    def target(self) -> Target:
+        """The target's lifecycle: state, Renode instance, UART channels, firmware."""
+        return self._target
 
     def board_spec(self) -> BoardSpec:
         return BoardSpec(
@@ -132,33 +127,8 @@ class Renode(Driver):
             gdb_port=None if self.gdb_port is None else (self.gdb_port or GDB_PORT_IN_NAMESPACE),
         )
 
-    def running(self) -> RenodeInstance:
-        instance = self._instance
-        if instance is None:
-            raise RenodeNotRunningError("the target is powered off; run `power on` first")
-        return instance
-
-    async def power_on(self) -> None:
-        async with self._power_lock:
-            if self._instance is not None:
-                if self._instance.process.returncode is None and self._instance.monitor.broken is None:
-                    return  # already on
-                self.logger.warning(
-                    "Renode died since the last call (%s); restarting", self._instance.describe_failure()
-                )
-                await self._instance.stop()
-                self._instance = None
-            if self._firmware is None:
-                self.logger.warning("powering on without firmware: flash an image first unless extra_commands load one")
-            self._instance = await RenodeInstance.start(self.board_spec(), self.workdir, self._channels, self._firmware)
-
-    async def power_off(self) -> None:
-        async with self._power_lock:
-            instance, self._instance = self._instance, None
-            if instance is not None:
-                await instance.stop()
-
     async def store_firmware(self, chunks: AsyncIterator[bytes], address: str | int | None) -> str:
+        """Write an upload to the work dir, check it, and make it the target's image; returns its format."""
         load_address = commands.parse_address(address) if address is not None else self.load_address
         images = self.workdir / "firmware"
         images.mkdir(exist_ok=True)
@@ -168,28 +138,16 @@ class Renode(Driver):
                 async for chunk in chunks:
                     out.write(chunk)
             kind = detect_format(path)
+            if kind == "bin" and load_address is None:
+                raise FirmwareError(
+                    "this image is a raw binary (not ELF or Intel HEX): give its load address, e.g. "
+                    "`flash fw.bin --load-address 0x08000000`, or set `load_address` in the exporter config"
+                )
+            address = load_address if kind == "bin" else None
+            await self._target.store_firmware(Firmware(path, kind, address, image_entry(path, kind, address)))
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        if kind == "bin" and load_address is None:
-            path.unlink(missing_ok=True)
-            raise ValueError(
-                "this image is a raw binary (not ELF or Intel HEX): give its load address, e.g. "
-                "`flash fw.bin --load-address 0x08000000`, or set `load_address` in the exporter config"
-            )
-        address = load_address if kind == "bin" else None
-        firmware = Firmware(path, kind, address, image_entry(path, kind, address))
-        async with self._power_lock:
-            previous, self._firmware = self._firmware, firmware
-            if self._instance is not None:
-                try:
-                    await self._instance.reflash(firmware)
-                except BaseException:
-                    self._firmware = previous
-                    path.unlink(missing_ok=True)
-                    raise
-            if previous is not None and previous.path != firmware.path:
-                previous.path.unlink(missing_ok=True)
         return kind
 
     # -- exported calls --------------------------------------------------------------------------
@@ -208,48 +166,49 @@ class Renode(Driver):
 
     @export
     async def reset_machine(self) -> None:
-        """Reset the running machine in place (`machine Reset`): the firmware restarts from its image."""
-        async with self._power_lock:
-            await self.running().execute("machine Reset")
+        """Reset the running machine in place (`machine Reset`): the firmware restarts from its image.
+
+        :raises RenodeStateError: the target is off.
+        """
+        async with self._target.instance("reset the machine") as instance:
+            await instance.execute("machine Reset")
 
     @export
-    async def monitor(self, command: str) -> str:
-        """Run a raw monitor command; refused unless the exporter config sets allow_raw_monitor."""
+    async def monitor_cmd(self, command: str) -> str:
+        """Run a raw monitor command; refused unless the exporter config sets allow_raw_monitor.
+
+        :raises PermissionError: raw monitor access is not allowed on this exporter.
+        :raises UnsafeInputError: the command contains control characters.
+        :raises RenodeCommandError: Renode answered with an error (its text is in the message).
+        """
         if not self.allow_raw_monitor:
             raise PermissionError(
                 "raw monitor access is disabled on this exporter (set `allow_raw_monitor: true` in its config "
                 "to allow it: the monitor can read and write host files)"
             )
-        try:
-            commands.check_line(command)
-        except UnsafeInputError as exc:
-            raise ValueError(str(exc)) from None
-        async with self._power_lock:
-            return await self.running().execute(command)
+        commands.check_line(command)
+        async with self._target.instance("run a monitor command") as instance:
+            return await instance.execute(command)
 
     # -- virtual time ----------------------------------------------------------------------------
 
     @export
     async def pause(self) -> None:
         """Pause the emulation (virtual time stops)."""
-        async with self._power_lock:
-            await self.running().pause()
+        async with self._target.instance("pause") as instance:
+            await instance.pause()
 
     @export
     async def resume(self) -> None:
         """Resume the emulation."""
-        async with self._power_lock:
-            await self.running().resume()
+        async with self._target.instance("resume") as instance:
+            await instance.resume()
 
     @export
     async def run_for(self, seconds: float) -> float:
         """Run exactly `seconds` of virtual time, then pause; returns the virtual time reached."""
-        try:
-            commands.format_virtual_time(seconds)
-        except UnsafeInputError as exc:
-            raise ValueError(str(exc)) from None
-        async with self._power_lock:
-            instance = self.running()
+        commands.format_virtual_time(seconds)
+        async with self._target.instance("run for a virtual time") as instance:
             # RunFor blocks the monitor for the whole interval: allow for emulation slower than real time.
             await instance.run_for(seconds, timeout=self.command_timeout + 20 * seconds)
             return await instance.virtual_time()
@@ -257,16 +216,13 @@ class Renode(Driver):
     @export
     async def virtual_time(self) -> float:
         """The machine's virtual clock, in seconds."""
-        async with self._power_lock:
-            return await self.running().virtual_time()
+        async with self._target.instance("read the virtual time") as instance:
+            return await instance.virtual_time()
 
     # -- snapshots -------------------------------------------------------------------------------
 
     def _snapshot_path(self, name: str) -> Path:
-        try:
-            commands.check_name(name, "snapshot name")
-        except UnsafeInputError as exc:
-            raise ValueError(str(exc)) from None
+        commands.check_name(name, "snapshot name")
         folder = self.workdir / "snapshots"
         folder.mkdir(exist_ok=True)
         return folder / f"{name}.save"
@@ -275,8 +231,8 @@ class Renode(Driver):
     async def save_snapshot(self, name: str) -> None:
         """Save the whole emulation under `name` (in this target's private directory)."""
         path = self._snapshot_path(name)
-        async with self._power_lock:
-            await self.running().save(path)
+        async with self._target.instance("save a snapshot") as instance:
+            await instance.save(path)
 
     @export
     async def restore_snapshot(self, name: str) -> None:
@@ -284,8 +240,8 @@ class Renode(Driver):
         path = self._snapshot_path(name)
         if not path.is_file():
             raise ValueError(f"no snapshot named {name!r} (have: {', '.join(self.list_snapshots()) or 'none'})")
-        async with self._power_lock:
-            await self.running().restore(path)
+        async with self._target.instance("restore a snapshot") as instance:
+            await instance.restore(path)
 
     @export
     def list_snapshots(self) -> list[str]:
@@ -323,15 +279,8 @@ class Renode(Driver):
             await anyio.sleep(0.2)  # a file has no change notification we can rely on everywhere
 
     def close(self):
-        instance, self._instance = self._instance, None
-        if instance is not None:
-            instance.kill()  # close() runs on the event loop thread: no waiting here
-        for channel in self._channels.values():
-            channel.detach()
+        self._target.kill()  # close() runs on the event loop thread: no waiting here
         super().close()
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
 
 
 def _split_log_level(driver: Renode) -> str | None:
@@ -349,11 +298,13 @@ class RenodePower(PowerInterface, Driver):
 
     @export
     async def on(self) -> None:
-        await self.parent.power_on()
+        """Start Renode and the board (idempotent); a failed start leaves nothing running."""
+        await self.parent.target.power_on()
 
     @export
     async def off(self) -> None:
-        await self.parent.power_off()
+        """Stop Renode (idempotent): `quit`, then SIGTERM, then SIGKILL; reaped before returning."""
+        await self.parent.target.power_off()
 
     @export
     async def read(self) -> AsyncGenerator[PowerReading, None]:
@@ -375,11 +326,8 @@ class RenodeFlasher(FlasherInterface, Driver):
 
         Before power-on the image is loaded by `on`; while running it is loaded now and the machine reset.
         """
-        try:
-            async with self.resource(source) as res:  # resources are registered on this child
-                return await self.parent.store_firmware(res, target)
-        except UnsafeInputError as exc:
-            raise ValueError(str(exc)) from None
+        async with self.resource(source) as res:  # resources are registered on this child
+            return await self.parent.store_firmware(res, target)
 
     @export
     async def dump(self, target, partition: str | None = None):
@@ -395,7 +343,7 @@ class RenodeGdb(NetworkInterface, Driver):
     @exportstream
     @asynccontextmanager
     async def connect(self):
-        socket_path = self.parent.running().gdb_socket
+        socket_path = self.parent.target.gdb_socket()
         async with await anyio.connect_unix(str(socket_path)) as stream:
             yield stream
 

@@ -1,14 +1,14 @@
-"""Typed errors raised by the driver.
+"""Typed errors raised by the driver, under one root: `RenodeError`.
 
 Each error says what failed; monitor errors carry Renode's own text and the command that caused it.
-They subclass RuntimeError/ValueError so Jumpstarter maps them to sensible gRPC codes and clients
-see the message.
+Errors about bad input (a client's argument, a config value, a firmware image) are also `ValueError`s,
+which Jumpstarter reports to clients as INVALID_ARGUMENT with the message.
 """
 
 from __future__ import annotations
 
 
-class RenodeError(RuntimeError):
+class RenodeError(Exception):
     """Base class for everything that goes wrong while driving Renode."""
 
 
@@ -22,20 +22,24 @@ class RenodeCommandError(RenodeError):
 
 
 class RenodeTimeoutError(RenodeError):
-    """Renode did not answer within the configured timeout."""
+    """Renode did not answer within the configured timeout (the monitor is unusable afterwards)."""
 
 
 class RenodeExitedError(RenodeError):
-    """The Renode process is gone (crashed, killed or quit)."""
+    """The Renode process is gone (crashed, killed or quit) or its monitor stream broke."""
 
 
 class RenodeStartError(RenodeError):
     """Renode could not be started or did not become ready."""
 
 
-class RenodeNotRunningError(RenodeError):
-    """An operation needs a powered-on target."""
+class RenodeStateError(RenodeError):
+    """The call is not possible in the target's current lifecycle state (e.g. powered off)."""
 
 
-class UnsafeInputError(ValueError):
+class UnsafeInputError(RenodeError, ValueError):
     """A value would change the meaning of a monitor command (control characters, quotes...)."""
+
+
+class FirmwareError(RenodeError, ValueError):
+    """A firmware image cannot be loaded; the message says why."""

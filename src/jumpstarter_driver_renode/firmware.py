@@ -6,6 +6,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import FirmwareError
+
 ELF_MAGIC = b"\x7fELF"
 
 # Containers we recognise but cannot load: a clear error beats Renode loading them as raw bytes.
@@ -16,10 +18,6 @@ _REFUSED = {
     b"\xfd7zXZ": "an xz archive (decompress it first)",
     b"(\xb5/\xfd": "a zstd archive (decompress it first)",
 }
-
-
-class FirmwareError(ValueError):
-    """The image cannot be loaded; the message says why."""
 
 
 def detect_format(path: Path) -> str:

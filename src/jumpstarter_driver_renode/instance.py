@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 
 from . import commands
-from .errors import RenodeCommandError, RenodeError, RenodeExitedError, RenodeStartError
+from .errors import RenodeCommandError, RenodeError, RenodeStartError
 from .firmware import Entry
 from .monitor import MonitorClient, selected_machine
 from .process import RenodeProcess, check_version, resolve_renode, tail
@@ -134,15 +134,25 @@ class RenodeInstance:
     def gdb_socket(self) -> Path | None:
         return self.workdir / "gdb.sock" if self.spec.gdb_port is not None else None
 
+    @property
+    def healthy(self) -> bool:
+        """The process is alive and its monitor usable."""
+        return self.process.returncode is None and self.monitor.broken is None
+
     @classmethod
     async def start(
-        cls, spec: BoardSpec, workdir: Path, channels: dict[str, UartChannel], firmware: Firmware | None
+        cls,
+        spec: BoardSpec,
+        workdir: Path,
+        channels: dict[str, UartChannel],
+        firmware: Firmware | None,
+        log: logging.Logger = logger,
     ) -> RenodeInstance:
         executable = resolve_renode(spec.renode_path)
         version = await check_version(executable, spec.startup_timeout)
         _keep_one_previous_log(workdir)
         gdb = (workdir / "gdb.sock", spec.gdb_port) if spec.gdb_port is not None else None
-        process = await RenodeProcess.spawn(executable, workdir, gdb)
+        process = await RenodeProcess.spawn(executable, workdir, gdb, log)
         self = cls(
             spec,
             workdir,
@@ -153,6 +163,7 @@ class RenodeInstance:
                 timeout=spec.command_timeout,
                 describe_exit=lambda: self.describe_failure(),
                 on_eof=lambda: process.wait_exit(2.0),
+                log=log,
             ),
             channels,
             firmware,
@@ -309,6 +320,11 @@ class RenodeInstance:
     async def execute(self, command: str, timeout: float | None = None) -> str:
         return await self.monitor.execute(command, timeout)
 
+    def why_failed(self) -> str:
+        """How this Renode failed: its monitor's breakage (if any), then the process state and log tail."""
+        broken = self.monitor.broken
+        return f"monitor unusable: {broken}; {self.describe_failure()}" if broken else self.describe_failure()
+
     def describe_failure(self) -> str:
         parts = [self.process.describe_exit()]
         log = tail(self.log_path, LOG_TAIL_LINES)
@@ -338,14 +354,15 @@ class RenodeInstance:
 
     async def _stop(self) -> None:
         self._detach()
+        graceful = 0.0
         try:
-            if self.process.returncode is None and self.monitor.broken is None:
+            if self.healthy:
                 await self.monitor.send_quit()
-                await self.process.stop(graceful=5.0)
-            else:
-                await self.process.stop(graceful=0.0)
-        except RenodeExitedError:
-            await self.process.stop(graceful=0.0)
+                graceful = 5.0
+        except Exception as exc:  # a broken stdin: no quit, straight to the signals
+            logger.debug("could not send quit (%s); terminating", exc)
+        finally:
+            await self.process.stop(graceful)  # always: wait, SIGTERM, SIGKILL, reap
 
     def kill(self) -> None:
         self._detach()

@@ -1,7 +1,7 @@
 """The monitor client: one command at a time over a byte stream, with timeouts and typed errors.
 
-The transport is any pair of anyio byte streams (Renode's stdin/stdout in `--console` mode, or a
-TCP connection in `--port` mode); all parsing lives in `protocol`.
+The transport is any pair of byte streams with `send(bytes)` and `receive(max_bytes)` (Renode's
+stdin/stdout in `--console` mode); all parsing lives in `protocol`.
 """
 
 from __future__ import annotations
@@ -27,12 +27,6 @@ def selected_machine(prompt: str) -> str | None:
     return None if prompt == MONITOR_PROMPT or not name else name
 
 
-# Sent right after a telnet connect: WILL BINARY, DO ECHO, DO SGA. Renode 1.13-1.15 reads and drops
-# exactly 9 bytes after each accept (and writes nothing until it has them); 1.16 parses and ignores
-# them. Not needed on --console, which has no telnet layer.
-TELNET_GREETING = bytes([0xFF, 0xFB, 0x00, 0xFF, 0xFD, 0x01, 0xFF, 0xFD, 0x03])
-
-
 class MonitorClient:
     """Talks to one Renode monitor. Not reusable after a timeout or EOF: the stream state is unknown."""
 
@@ -44,7 +38,9 @@ class MonitorClient:
         timeout: float,
         describe_exit: Callable[[], str] = lambda: "",
         on_eof: Callable[[], Awaitable[object]] | None = None,
+        log: logging.Logger = logger,
     ):
+        self._log = log  # the target's logger: with many targets, lines must say whose they are
         self._send = send
         self._receive = receive
         self._stream = MonitorStream()
@@ -85,7 +81,7 @@ class MonitorClient:
         limit = self.timeout if timeout is None else timeout
         async with self._lock:
             self._check_usable()
-            logger.debug("monitor <- %s", command)
+            self._log.debug("monitor <- %s", command)
             try:
                 await self._send.send(command.encode() + b"\n")  # exactly one Enter
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
@@ -97,7 +93,7 @@ class MonitorClient:
             if scope.cancelled_caught:
                 self._fail(f"Renode did not answer `{command}` within {limit:g}s")
                 raise RenodeTimeoutError(self._with_exit(self._broken or ""))
-            logger.debug("monitor -> %r", reply)
+            self._log.debug("monitor -> %r", reply)
             self.prompt = reply.prompt
             return reply
 

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -47,6 +48,12 @@ def resolve_renode(renode_path: str | None) -> str:
     return found
 
 
+def _check_executable(executable: str) -> None:
+    """A RenodeStartError unless `executable` is an executable file (one stat: cheap enough for the loop)."""
+    if not (os.path.isfile(executable) and os.access(executable, os.X_OK)):
+        raise RenodeStartError(f"could not start {executable}: not an executable file; {INSTALL_HINT}")
+
+
 @functools.lru_cache(maxsize=16)
 def _cached_version(executable: str, mtime: float, timeout: float) -> tuple[tuple[int, int, int], str]:
     try:
@@ -58,6 +65,8 @@ def _cached_version(executable: str, mtime: float, timeout: float) -> tuple[tupl
         )
     except subprocess.TimeoutExpired:
         raise RenodeStartError(f"`{executable} --version` did not finish within {timeout:g}s") from None
+    except OSError as exc:  # executable but not runnable: wrong architecture, missing script interpreter
+        raise RenodeStartError(f"cannot run `{executable} --version`: {exc}; {INSTALL_HINT}") from None
     text = (done.stdout + done.stderr).decode(errors="replace").strip()
     version = parse_version(text)
     if done.returncode != 0 or version is None:
@@ -167,10 +176,14 @@ class RenodeProcess:
     stdin: _StdinStream
     stdout: _StdoutStream
     stderr_path: Path
+    log: logging.Logger = logger
 
     @classmethod
-    async def spawn(cls, executable: str, workdir: Path, gdb: tuple[Path, int] | None = None) -> RenodeProcess:
+    async def spawn(
+        cls, executable: str, workdir: Path, gdb: tuple[Path, int] | None = None, log: logging.Logger = logger
+    ) -> RenodeProcess:
         """Start Renode; with `gdb` = (socket path, port), inside a private network namespace (see netns)."""
+        _check_executable(executable)  # here too: the exec wrapper would start fine, then fail to run it
         config_file = workdir / "renode.config"  # Renode's per-user config, lock and history, per target
         stderr_path = workdir / "renode.stderr"
         argv = renode_argv(executable, config_file)
@@ -193,8 +206,8 @@ class RenodeProcess:
                 )
             except OSError as exc:
                 raise RenodeStartError(f"could not start {executable}: {exc}; {INSTALL_HINT}") from exc
-        logger.debug("started Renode pid %d in %s", process.pid, workdir)
-        return cls(process, _StdinStream(process.stdin), _StdoutStream(process.stdout), stderr_path)
+        log.info("started Renode pid %d: %s", process.pid, shlex.join(argv))
+        return cls(process, _StdinStream(process.stdin), _StdoutStream(process.stdout), stderr_path, log)
 
     @property
     def pid(self) -> int:
@@ -230,7 +243,7 @@ class RenodeProcess:
         """After `quit` was sent: wait, then SIGTERM, then SIGKILL the whole process group."""
         try:
             if not await self.wait_exit(graceful):
-                logger.warning("Renode pid %d ignored quit; terminating", self.pid)
+                self.log.warning("Renode pid %d did not exit; terminating", self.pid)
                 self._signal_group(signal.SIGTERM)
                 if not await self.wait_exit(3.0):
                     self._signal_group(signal.SIGKILL)

@@ -106,6 +106,10 @@ class UartChannel:
         if attachment is not None:
             attachment.close()
 
+    def unread(self) -> bytes:
+        """The bytes kept for the next console: printed while no console was attached, not yet delivered."""
+        return bytes(self._backlog)
+
     @property
     def attached(self) -> bool:
         return self._attachment is not None

@@ -1,0 +1,216 @@
+"""One target's lifecycle: its explicit state, the transitions allowed, and the resources it owns.
+
+States and transitions (the only ones `Target` makes; anything else is a bug and raises):
+
+    OFF ──power on──▶ STARTING ──Renode ready──▶ ON ──power off──▶ STOPPING ──reaped──▶ OFF
+                         │                        │                    ▲
+                         └── start failed ────────┼──▶ OFF             │ (cleaned up first)
+                                                  └── Renode died, hung ──▶ FAILED ──power off / on──┘
+
+- OFF: no Renode process. An image flashed now is stored and loaded by the next power-on.
+- STARTING: `RenodeInstance.start` is bringing the board up; a failure stops what it started.
+- ON: Renode answers; the emulation inside is running or paused (`RenodeInstance.running`).
+- FAILED: the process exited or its monitor timed out or broke. Every call fails at once with how it
+  ended (exit status, stderr and log tail) until `power off` or the next `power on` cleans it up.
+- STOPPING: `quit`, then SIGTERM, then SIGKILL to the process group, always reaped.
+
+Every call that needs Renode goes through `Target.instance()`, under one lock: one lifecycle change or
+monitor call at a time per target. `kill()` is for `close()` at the end of a lease: synchronous, no
+waiting, whatever the state.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from .errors import RenodeExitedError, RenodeStateError, RenodeTimeoutError
+from .instance import BoardSpec, Firmware, RenodeInstance
+from .uart import UartChannel
+
+
+class TargetState(enum.Enum):
+    OFF = "off"
+    STARTING = "starting"
+    ON = "on"
+    FAILED = "failed"
+    STOPPING = "stopping"
+
+
+TRANSITIONS: dict[TargetState, frozenset[TargetState]] = {
+    TargetState.OFF: frozenset({TargetState.STARTING}),
+    TargetState.STARTING: frozenset({TargetState.ON, TargetState.OFF}),
+    TargetState.ON: frozenset({TargetState.STOPPING, TargetState.FAILED}),
+    TargetState.FAILED: frozenset({TargetState.STOPPING}),
+    TargetState.STOPPING: frozenset({TargetState.OFF, TargetState.FAILED}),
+}
+
+_ids = itertools.count(1)
+
+
+class Target:
+    """The Renode side of one board: its state, its Renode (when on), UART channels, firmware and work dir."""
+
+    def __init__(self, spec: Callable[[], BoardSpec], channels: dict[str, UartChannel], name: str):
+        self._spec = spec
+        self.channels = channels
+        self.name = f"{name}#{next(_ids)}"  # machine names repeat across targets; log lines must not
+        self.logger = logging.getLogger(f"{__package__}.target.{self.name}")
+        self.state = TargetState.OFF
+        self.firmware: Firmware | None = None
+        self._instance: RenodeInstance | None = None
+        self._lock = anyio.Lock()
+        self._workdir: Path | None = None
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _set(self, new: TargetState) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise AssertionError(f"target {self.name}: no transition {self.state.value} -> {new.value}")
+        self.logger.debug("%s -> %s", self.state.value, new.value)
+        self.state = new
+
+    def _notice_failure(self) -> None:
+        """ON becomes FAILED once the process is gone or the monitor unusable (found out, not signalled)."""
+        if self.state is TargetState.ON and self._instance is not None and not self._instance.healthy:
+            self.logger.warning("Renode failed: %s", self._instance.why_failed())
+            self._set(TargetState.FAILED)
+
+    @property
+    def renode(self) -> RenodeInstance | None:
+        """The Renode instance while one exists (ON or FAILED): for diagnostics, tests and benchmarks.
+        Calls that drive it go through `instance()`, which holds the target's lock."""
+        return self._instance
+
+    @property
+    def pid(self) -> int | None:
+        """Renode's process id while one exists."""
+        return None if self._instance is None else self._instance.process.pid
+
+    @property
+    def existing_workdir(self) -> Path | None:
+        """The work dir if one was created (and not yet removed by `kill`), without creating one."""
+        return self._workdir
+
+    @property
+    def workdir(self) -> Path:
+        """This target's private directory: log, PTY links, firmware copies, snapshots, Renode's temp files."""
+        if self._workdir is None or not self._workdir.exists():
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"jumpstarter-renode-{self._spec().machine_name}-"))
+        return self._workdir
+
+    # -- transitions ------------------------------------------------------------------------------
+
+    async def power_on(self) -> None:
+        """OFF -> ON; ON stays ON; FAILED is cleaned up first. A failed start ends in OFF, nothing left."""
+        async with self._lock:
+            self._notice_failure()
+            if self.state is TargetState.ON:
+                return
+            if self.state is TargetState.FAILED:
+                self.logger.warning("starting a new Renode in place of the failed one")
+                await self._stop()
+            if self.firmware is None:
+                self.logger.warning("powering on without firmware: flash an image first unless extra_commands load one")
+            self._set(TargetState.STARTING)
+            try:
+                self._instance = await RenodeInstance.start(
+                    self._spec(), self.workdir, self.channels, self.firmware, self.logger
+                )
+            except BaseException:
+                self._set(TargetState.OFF)  # RenodeInstance.start stopped whatever it had started
+                raise
+            self._set(TargetState.ON)
+
+    async def power_off(self) -> None:
+        """Any state -> OFF: the process is stopped and reaped before the call returns."""
+        async with self._lock:
+            if self.state is not TargetState.OFF:
+                await self._stop()
+
+    async def _stop(self) -> None:
+        self._set(TargetState.STOPPING)
+        instance = self._instance
+        try:
+            if instance is not None:
+                await instance.stop()
+        finally:
+            if instance is not None and instance.process.returncode is None:
+                self._set(TargetState.FAILED)  # still alive after SIGKILL (stuck in the kernel): close() retries
+            else:
+                self._instance = None
+                self._set(TargetState.OFF)
+
+    # -- calls that need Renode -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def instance(self, action: str) -> AsyncIterator[RenodeInstance]:
+        """The running instance for one call, under the target's lock; a clear error in any other state.
+
+        A timeout or a vanished Renode during the call moves the target to FAILED.
+        """
+        async with self._lock:
+            self._notice_failure()
+            if self.state is TargetState.OFF:
+                raise RenodeStateError(f"cannot {action}: the target is powered off; run `power on` first")
+            if self.state is TargetState.FAILED:
+                assert self._instance is not None
+                raise RenodeExitedError(
+                    f"cannot {action}: Renode failed ({self._instance.why_failed()}); "
+                    "run `power on` to start a new one"
+                )
+            assert self._instance is not None and self.state is TargetState.ON
+            try:
+                yield self._instance
+            except (RenodeExitedError, RenodeTimeoutError):
+                self._notice_failure()
+                raise
+
+    async def store_firmware(self, firmware: Firmware) -> None:
+        """Make `firmware` the target's image: loaded now if ON (hot re-flash), else at the next power-on.
+
+        The previous image file is removed once the new one is in place; on failure the old one stays.
+        """
+        async with self._lock:
+            self._notice_failure()
+            if self.state is TargetState.FAILED:
+                assert self._instance is not None
+                raise RenodeExitedError(
+                    f"cannot flash: Renode failed ({self._instance.why_failed()}); run `power on` first"
+                )
+            if self.state is TargetState.ON:
+                assert self._instance is not None
+                try:
+                    await self._instance.reflash(firmware)
+                except (RenodeExitedError, RenodeTimeoutError):
+                    self._notice_failure()
+                    raise
+            previous, self.firmware = self.firmware, firmware
+            if previous is not None and previous.path != firmware.path:
+                previous.path.unlink(missing_ok=True)
+
+    def gdb_socket(self) -> Path:
+        """The Unix socket of Renode's GDB server (connect without the lock: a debug session is long-lived)."""
+        if self.state is not TargetState.ON or self._instance is None or self._instance.gdb_socket is None:
+            raise RenodeStateError("cannot connect to GDB: the target is not powered on (or has no gdb_port)")
+        return self._instance.gdb_socket
+
+    def kill(self) -> None:
+        """End of the lease: kill Renode without waiting (close() runs on the event loop), drop everything."""
+        instance, self._instance = self._instance, None
+        if instance is not None:
+            instance.kill()
+        for channel in self.channels.values():
+            channel.detach()
+        self.state = TargetState.OFF  # whatever it was: nothing of this target runs any more
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
