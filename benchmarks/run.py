@@ -3,7 +3,7 @@
     uv run python benchmarks/run.py
 
 Runs benchmarks/suite.py (one JSON line per run) in subprocesses:
-  1. ours   - this repository's driver, stand-in as Renode 1.14 (its default)
+  1. ours   - this repository's driver, stand-in as Renode 1.14
   2. theirs - jumpstarter-driver-renode==0.9.0 in a throwaway venv made here (uv venv + uv pip
               install), one power-on attempt against the same 1.14 stand-in
   3. ours and theirs, all scenarios, stand-in as Renode 1.16 (which the 0.9.0 driver can talk to):
@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 STANDIN_DIR = HERE.parent / "tests" / "standin"
 SUITE = HERE / "suite.py"
 PYPI_SPEC = "jumpstarter-driver-renode==0.9.0"
+STANDIN_114 = "1.14.0.4910"  # the stand-in models 1.16.1 unless told otherwise
 SUITE_TIMEOUT = 240
 RUNS = {
     "ours": "ours, 1.14",
@@ -187,7 +188,7 @@ def main() -> int:
     results: dict[str, dict] = {}
     print("ours: this repository's driver; theirs: jumpstarter-driver-renode==0.9.0 from PyPI", flush=True)
     print("stand-in: tests/standin/renode, STANDIN_START_DELAY=0; 1.14 = its default Renode version", flush=True)
-    results["ours"] = run_suite(sys.executable, ["ours"], standin_env(None))
+    results["ours"] = run_suite(sys.executable, ["ours"], standin_env(STANDIN_114))
     print(f"  ours, 1.14 stand-in: done at {time.monotonic() - started:.0f}s", flush=True)
     with tempfile.TemporaryDirectory(prefix="renode-bench-pypi-") as venv:
         python, how = make_pypi_venv(Path(venv))
@@ -196,7 +197,7 @@ def main() -> int:
             results["theirs16"] = {"suite: error": {"na": how}}
             probe = {"power-on": {"na": how}}
         else:
-            probe = run_suite(python, ["theirs", "--only", "probe"], standin_env(None))
+            probe = run_suite(python, ["theirs", "--only", "probe"], standin_env(STANDIN_114))
             print(f"  theirs, 1.14 stand-in (one power-on): done at {time.monotonic() - started:.0f}s", flush=True)
             results["theirs16"] = run_suite(python, ["theirs"], standin_env("1.16.0"))
             print(f"  theirs, 1.16 stand-in: done at {time.monotonic() - started:.0f}s", flush=True)

@@ -52,7 +52,10 @@ class RenodeClient(CompositeClient):
         return self.call("monitor_cmd", command)
 
     def pause(self) -> None:
-        """Pause the emulation: virtual time stops."""
+        """Pause the emulation: virtual time stops.
+
+        :raises DriverError: the target is off, or Renode failed.
+        """
         self.call("pause")
 
     def resume(self) -> None:
@@ -60,7 +63,10 @@ class RenodeClient(CompositeClient):
         self.call("resume")
 
     def run_for(self, seconds: float) -> float:
-        """Run exactly `seconds` of virtual time, then pause; returns the virtual time reached."""
+        """Run exactly `seconds` of virtual time, then pause; returns the virtual time reached.
+
+        :raises DriverError: a duration outside (0, 100 h), the target is off, or Renode failed.
+        """
         return self.call("run_for", seconds)
 
     def virtual_time(self) -> float:
@@ -68,11 +74,17 @@ class RenodeClient(CompositeClient):
         return self.call("virtual_time")
 
     def save_snapshot(self, name: str) -> None:
-        """Save the emulation as snapshot `name` (letters, digits, `_`, `.`, `-`)."""
+        """Save the emulation as snapshot `name` (letters, digits, `_`, `.`, `-`).
+
+        :raises DriverError: a bad name, the target is off, or Renode failed.
+        """
         self.call("save_snapshot", name)
 
     def restore_snapshot(self, name: str) -> None:
-        """Restore snapshot `name`: the fast way to reset a board between tests."""
+        """Restore snapshot `name`: the fast way to reset a board between tests.
+
+        :raises DriverError: no such snapshot, the target is off, or Renode failed.
+        """
         self.call("restore_snapshot", name)
 
     def list_snapshots(self) -> list[str]:

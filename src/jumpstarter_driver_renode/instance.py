@@ -360,7 +360,7 @@ class RenodeInstance:
                 await self.monitor.send_quit()
                 graceful = 5.0
         except Exception as exc:  # a broken stdin: no quit, straight to the signals
-            logger.debug("could not send quit (%s); terminating", exc)
+            self.process.log.debug("could not send quit (%s); terminating", exc)
         finally:
             await self.process.stop(graceful)  # always: wait, SIGTERM, SIGKILL, reap
 

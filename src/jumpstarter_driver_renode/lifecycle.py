@@ -64,6 +64,8 @@ class Target:
         self.channels = channels
         self.name = f"{name}#{next(_ids)}"  # machine names repeat across targets; log lines must not
         self.logger = logging.getLogger(f"{__package__}.target.{self.name}")
+        for channel in channels.values():
+            channel.log = self.logger
         self.state = TargetState.OFF
         self.firmware: Firmware | None = None
         self._instance: RenodeInstance | None = None

@@ -77,6 +77,7 @@ class UartChannel:
     _backlog: bytearray = field(default_factory=bytearray)
     _dropped: int = 0
     _subscribers: list[_Subscriber] = field(default_factory=list)
+    log: logging.Logger = field(default=logger, repr=False)  # the target's logger, set by its Target
 
     # -- the Renode side -------------------------------------------------------------------------
 
@@ -143,7 +144,7 @@ class UartChannel:
                 break
             except OSError as exc:
                 if exc.errno != errno.EIO:  # EIO: Renode closed its side (quit or crash)
-                    logger.warning("UART %s: read failed: %s", self.name, exc)
+                    self.log.warning("UART %s: read failed: %s", self.name, exc)
                 return b"".join(chunks), True
             if not chunk:
                 return b"".join(chunks), True
@@ -168,12 +169,12 @@ class UartChannel:
         if excess > 0:
             del self._backlog[:excess]
             self._dropped += excess
-            logger.warning("UART %s: backlog full, dropped %d oldest bytes", self.name, excess)
+            self.log.warning("UART %s: backlog full, dropped %d oldest bytes", self.name, excess)
 
     async def write(self, data: bytes) -> None:
         fd = self._attachment.fd if self._attachment is not None else None
         if fd is None:
-            logger.debug("UART %s: target is off, dropping %d input bytes", self.name, len(data))
+            self.log.debug("UART %s: target is off, dropping %d input bytes", self.name, len(data))
             return
         view = memoryview(data)
         while view:
