@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pexpect
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -142,6 +143,22 @@ def expect_echo(console, backend: Backend, text: bytes) -> None:
     console.expect(rb"echo: " + re.escape(text) + rb"\r\n", timeout=backend.timeout(10, 60))
 
 
+def run_until_output(client, console, pattern: bytes, step: float = 0.05, limit: float = 5.0) -> float:
+    """Run virtual time in small steps until `pattern` shows on the console; the virtual time then.
+
+    Input typed while paused reaches the firmware asynchronously (PTY, Renode's reader thread), so a
+    test cannot know which run_for it lands in; it can only step until the answer is there.
+    """
+    while client.virtual_time() < limit:
+        client.run_for(step)
+        try:
+            console.expect(pattern, timeout=0.2)
+            return client.virtual_time()
+        except pexpect.TIMEOUT:
+            continue
+    raise AssertionError(f"{pattern!r} did not appear within {limit}s of virtual time: {console.before!r}")
+
+
 @contextmanager
 def target(backend: Backend, **config) -> Iterator:
     """A Renode driver served through Jumpstarter; yields (client, driver)."""
@@ -150,6 +167,10 @@ def target(backend: Backend, **config) -> Iterator:
     config.setdefault("renode_path", backend.renode_path)
     config.setdefault("startup_timeout", 20 if backend.standin else 120)
     config.setdefault("command_timeout", 10 if backend.standin else 60)
+    if any(key.startswith("STANDIN_") for key in os.environ):
+        # Each stand-in reads its fault knobs when it starts: a warm spare started before the test changes
+        # them would not follow. Fault tests run cold unless they ask for a spare (test_warm_start.py does).
+        config.setdefault("warm_start", False)
     driver = Renode(**config)
     try:
         with serve(driver) as client:
@@ -164,15 +185,26 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def no_renode_left(timeout: float = 5.0) -> bool:
+def no_renode_left(timeout: float = 5.0, spare_of: Renode | None = None) -> bool:
     """Whether every Renode of this run is gone within `timeout`: close() kills without waiting (it runs on
-    the event loop), and a big Mono process takes a moment to exit after SIGKILL."""
+    the event loop), and a big Mono process takes a moment to exit after SIGKILL.
+
+    `spare_of`: a target still in use may keep its warm spare (a prepared Renode that never ran anything).
+    """
     deadline = time.monotonic() + timeout
-    while renode_processes():
+    while [pid for pid in renode_processes() if not _in_group(pid, spare_of.target.spare_pid if spare_of else None)]:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)  # polling /proc: a process's exit has no notification we can wait on here
     return True
+
+
+def _in_group(pid: int, group: int | None) -> bool:
+    """Whether `pid` belongs to process group `group` (a Renode and the helpers it runs with, e.g. a GDB relay)."""
+    try:
+        return group is not None and os.getpgid(pid) == group
+    except ProcessLookupError:
+        return True  # gone meanwhile
 
 
 def renode_processes() -> list[int]:

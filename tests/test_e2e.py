@@ -237,7 +237,7 @@ def test_power_is_idempotent(backend, firmware):
         assert driver.target.renode.process.pid == pid
         client.power.off()
         client.power.off()
-        assert no_renode_left()
+        assert no_renode_left(spare_of=driver)
 
 
 def test_parallel_targets_each_boot_their_own_firmware(backend, firmware):

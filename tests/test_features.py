@@ -10,7 +10,7 @@ import time
 import pexpect
 import pytest
 from click.testing import CliRunner
-from conftest import expect_banner, expect_echo, firmware_for, no_renode_left, target, write
+from conftest import expect_banner, expect_echo, firmware_for, no_renode_left, run_until_output, target, write
 from jumpstarter.client.core import DriverError
 
 
@@ -34,22 +34,6 @@ def test_unknown_extra_uart_fails_power_on_naming_it(backend):
         assert no_renode_left()
 
 
-def run_until_output(client, console, pattern: bytes, step: float = 0.05, limit: float = 5.0) -> float:
-    """Run virtual time in small steps until `pattern` shows on the console; the virtual time then.
-
-    Input typed while paused reaches the firmware asynchronously (PTY, Renode's reader thread), so a
-    test cannot know which run_for it lands in; it can only step until the answer is there.
-    """
-    while client.virtual_time() < limit:
-        client.run_for(step)
-        try:
-            console.expect(pattern, timeout=0.2)
-            return client.virtual_time()
-        except pexpect.TIMEOUT:
-            continue
-    raise AssertionError(f"{pattern!r} did not appear within {limit}s of virtual time: {console.before!r}")
-
-
 def test_run_for_is_deterministic(backend, firmware):
     """Virtual time decides what the firmware does, not the host: the same run_for gives the same bytes."""
     fw = firmware()
@@ -61,7 +45,12 @@ def test_run_for_is_deterministic(backend, firmware):
             assert client.virtual_time() == 0.0
             assert client.run_for(0.25) == pytest.approx(0.25, abs=1e-6)
             assert client.virtual_time() == pytest.approx(0.25, abs=1e-6)  # paused after run_for: the clock stands
-            boots.append(driver.target.channels["console"].unread())
+            channel = driver.target.channels["console"]
+            deadline = time.monotonic() + backend.timeout(5, 30)
+            while fw.banner not in channel.unread() and time.monotonic() < deadline:
+                time.sleep(0.01)  # the UART's bytes reach the backlog asynchronously: wait for them
+            time.sleep(0.2)  # an observation window: output that should not be there would show in it
+            boots.append(channel.unread())
             with client.console.pexpect() as console:
                 console.send(b"ticks on\r")
                 run_until_output(client, console, rb"echo: ticks on\r\n")
@@ -240,4 +229,4 @@ def test_gdb_server_is_reachable_only_through_jumpstarter(backend, firmware):
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", 3333), timeout=2).close()
         client.power.off()
-        assert no_renode_left()
+        assert no_renode_left(spare_of=driver)

@@ -6,6 +6,7 @@ tests prove the same sequences work on the stand-in and on real Renode.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from jumpstarter_driver_renode.errors import RenodeCommandError
 from jumpstarter_driver_renode.firmware import Entry
-from jumpstarter_driver_renode.instance import BoardSpec, Firmware, RenodeInstance, parse_cpu_names
+from jumpstarter_driver_renode.instance import BoardSpec, Firmware, ProcessFiles, RenodeInstance, parse_cpu_names
 from jumpstarter_driver_renode.uart import UartChannel
 
 pytestmark = pytest.mark.anyio
@@ -60,6 +61,7 @@ class FakeProcess:
         self.returncode: int | None = None
         self.stops: list[float] = []
         self.pid = 4242
+        self.log = logging.getLogger("fake-renode")
 
     async def stop(self, graceful: float = 5.0) -> None:
         self.stops.append(graceful)
@@ -92,7 +94,10 @@ def make(tmp_path):
     def build(firmware: Firmware | None = None, cortex_m: bool = True, **overrides) -> RenodeInstance:
         board = spec(**overrides)
         channels = {name: UartChannel(name) for name in board.uarts}
-        instance = RenodeInstance(board, tmp_path, FakeProcess(), FakeMonitor(cortex_m), channels, firmware)
+        files = ProcessFiles.new(tmp_path, "renode")
+        instance = RenodeInstance(
+            board, tmp_path, FakeProcess(), FakeMonitor(cortex_m), channels, firmware, files=files
+        )
         made.append(instance)
         return instance
 
@@ -106,7 +111,8 @@ def make(tmp_path):
 async def test_boot_sequence(make, tmp_path):
     elf = Firmware(tmp_path / "fw.elf", "elf")
     instance = make(elf)
-    await instance._boot()
+    await instance._prepare()
+    await instance._finish()
     link = tmp_path / "uart-console"
     assert instance.monitor.sent == [
         f"logFile @{tmp_path}/renode.log true",
@@ -133,7 +139,8 @@ async def test_boot_sequence(make, tmp_path):
 async def test_bin_and_hex_get_their_entry_now_and_in_the_reset_macro(make, tmp_path, cortex_m, kind, entry, expected):
     image = Firmware(tmp_path / f"fw.{kind}", kind, entry.vector_table if kind == "bin" else None, entry)
     instance = make(image, cortex_m=cortex_m, autostart=False)
-    await instance._boot()
+    await instance._prepare()
+    await instance._finish()
     sent = instance.monitor.sent
     load = image.load_command()
     at = sent.index(load)
@@ -145,7 +152,8 @@ async def test_bin_and_hex_get_their_entry_now_and_in_the_reset_macro(make, tmp_
 async def test_restore_reconnects_every_uart_and_keeps_the_run_state(make, tmp_path):
     elf = Firmware(tmp_path / "fw.elf", "elf")
     instance = make(elf, uarts={"console": "sysbus.usart2", "debug": "sysbus.usart3"})
-    await instance._boot()
+    await instance._prepare()
+    await instance._finish()
     instance.monitor.sent.clear()
     for link in ("uart-console", "uart-debug"):  # Renode's Clear removes them; Load creates them again
         (tmp_path / link).unlink()

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 from anyio.from_thread import start_blocking_portal
-from conftest import STANDIN, boot_line, firmware_for, no_renode_left, renode_processes, target, write
+from conftest import STANDIN, boot_line, firmware_for, no_renode_left, renode_processes, write
+from conftest import target as served_target
 from images import elf32, vector_table
 from jumpstarter.client import client_from_path
 from jumpstarter.client.core import DriverError
@@ -40,6 +41,12 @@ TESTS = Path(__file__).parent
 # the suite runs 16 x LOAD_CYCLES to stay within its time budget on a 2-core machine.
 LOAD_TARGETS = 16
 LOAD_CYCLES = int(os.environ.get("RENODE_LOAD_CYCLES", "3"))
+
+
+def target(backend, **config):
+    """A served target that starts Renode cold at every power-on: each fault is injected into the Renode a power-on starts; warm spares have their own faults in test_warm_start.py."""
+    config.setdefault("warm_start", False)
+    return served_target(backend, **config)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -417,6 +424,7 @@ def shared_session(**config):
     config.setdefault("renode_path", str(STANDIN))
     config.setdefault("startup_timeout", 20)
     config.setdefault("command_timeout", 10)
+    config.setdefault("warm_start", False)  # "nothing left" is checked mid-session: no background spare here
     driver = Renode(**config)
     try:
         with start_blocking_portal() as portal, ExitStack() as stack:

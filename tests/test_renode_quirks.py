@@ -38,7 +38,7 @@ def test_offline_exporter_powers_on_from_renodes_download_cache(standin, firmwar
     """The STM32F4 platform applies an SVD from a URL. Renode keeps downloads in its per-user cache, unless
     RENODE_CI_MODE=YES (which the driver once set): then every power-on downloads again, and offline fails."""
     fw = firmware()
-    with target(standin) as (client, _):
+    with target(standin, warm_start=False) as (client, _):  # every power-on starts a Renode with this environment
         client.flasher.flash(fw.elf)
         client.power.on()  # online: Renode downloads the SVD once, into its cache
         assert f"Downloading {SVD_URL}." in client.log(lines=500)

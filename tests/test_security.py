@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import boot_line, firmware_for, target, write
+from conftest import boot_line, firmware_for, write
+from conftest import target as served_target
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from images import EM_ARM, elf32, intel_hex
@@ -44,6 +45,12 @@ HOSTILE = [
     "`",
     "\\",
 ]
+
+
+def target(backend, **config):
+    """A served target that starts Renode cold at every power-on: the spy on Renode's stdin must see only what a call sends, not a spare preparing in the background."""
+    config.setdefault("warm_start", False)
+    return served_target(backend, **config)
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ class Renode(Driver):
     command_timeout: float = Field(default=30.0, gt=0, le=3600)
     console_backlog: int = Field(default=DEFAULT_BACKLOG, ge=0, le=256 * 1024 * 1024)
     autostart: bool = True
+    warm_start: bool = True
     gdb_port: int | None = Field(default=None, ge=0, le=65535)
 
     def __post_init__(self):
@@ -53,7 +54,7 @@ class Renode(Driver):
         super().__post_init__()
         self._validate()
         channels = {name: UartChannel(name, self.console_backlog) for name in [MAIN_CONSOLE, *self.uarts]}
-        self._target = Target(self.board_spec, channels, self.machine_name)
+        self._target = Target(self.board_spec, channels, self.machine_name, self.warm_start)
         self._images = itertools.count(1)
         self.children["power"] = RenodePower(parent=self)
         self.children["flasher"] = RenodeFlasher(parent=self)

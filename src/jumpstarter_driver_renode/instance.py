@@ -7,8 +7,11 @@ started before raising: a failed power-on leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +98,34 @@ class BootCpu:
         return commands.set_pc(self.name, entry.start)
 
 
+_process_numbers = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class ProcessFiles:
+    """One Renode process's files in the target's work dir.
+
+    Only one process is the target's Renode at a time (`renode.log`, `renode.stderr`); a warm spare
+    writes `spare.log` and `spare.stderr` until it takes over, when they are renamed (Renode keeps
+    writing to the same open files). Config files and GDB sockets are per process.
+    """
+
+    config: Path
+    log: Path
+    stderr: Path
+    gdb_socket: Path
+
+    @classmethod
+    def new(cls, workdir: Path, role: str) -> ProcessFiles:
+        number = next(_process_numbers)
+        return cls(
+            workdir / f"renode-{number}.config",
+            workdir / f"{role}.log",
+            workdir / f"{role}.stderr",
+            workdir / f"gdb-{number}.sock",
+        )
+
+
 @dataclass(frozen=True)
 class BoardSpec:
     """Everything `start` needs, resolved and validated by the driver."""
@@ -124,15 +155,16 @@ class RenodeInstance:
     running: bool = False  # whether the emulation is started (we are the only one who starts/pauses it)
     machine: str | None = None  # the machine the monitor has selected
     boot_cpu: BootCpu | None = None  # found on the first BIN or HEX load
+    files: ProcessFiles | None = None
     _links: list[Path] = field(default_factory=list)
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / "renode.log"
+        return self.files.log
 
     @property
     def gdb_socket(self) -> Path | None:
-        return self.workdir / "gdb.sock" if self.spec.gdb_port is not None else None
+        return self.files.gdb_socket if self.spec.gdb_port is not None else None
 
     @property
     def healthy(self) -> bool:
@@ -148,11 +180,35 @@ class RenodeInstance:
         firmware: Firmware | None,
         log: logging.Logger = logger,
     ) -> RenodeInstance:
+        """A cold power-on: a new Renode, prepared and finished at once."""
+        _keep_one_previous_log(workdir)
+        instance = await cls.prepare(spec, workdir, channels, log, ProcessFiles.new(workdir, "renode"))
+        await instance.finish(firmware)
+        return instance
+
+    @classmethod
+    async def prepare(
+        cls,
+        spec: BoardSpec,
+        workdir: Path,
+        channels: dict[str, UartChannel],
+        log: logging.Logger,
+        files: ProcessFiles,
+        on_spawn: Callable[[RenodeProcess], None] = lambda process: None,
+    ) -> RenodeInstance:
+        """The slow half of a power-on: Renode started, its log set, the machine and platform loaded.
+
+        Nothing of the board runs yet and no UART is wired: a warm spare waits in this state.
+        """
         executable = resolve_renode(spec.renode_path)
         version = await check_version(executable, spec.startup_timeout)
-        _keep_one_previous_log(workdir)
-        gdb = (workdir / "gdb.sock", spec.gdb_port) if spec.gdb_port is not None else None
-        process = await RenodeProcess.spawn(executable, workdir, gdb, log)
+        for stale in (files.log, files.stderr):
+            stale.unlink(missing_ok=True)
+        gdb = (files.gdb_socket, spec.gdb_port) if spec.gdb_port is not None else None
+        process = await RenodeProcess.spawn(
+            executable, workdir, gdb, log, config_file=files.config, stderr_path=files.stderr
+        )
+        on_spawn(process)
         self = cls(
             spec,
             workdir,
@@ -166,28 +222,39 @@ class RenodeInstance:
                 log=log,
             ),
             channels,
-            firmware,
+            None,
             version,
+            files=files,
         )
+        await self._stop_on_failure(self._prepare())
+        return self
+
+    async def finish(self, firmware: Firmware | None) -> None:
+        """The fast half of a power-on: UARTs wired, extra commands, firmware loaded, GDB, started."""
+        self.firmware = firmware
+        await self._stop_on_failure(self._finish())
+
+    async def _stop_on_failure(self, step: Awaitable[None]) -> None:
         try:
-            await self._boot()
+            await step
         except BaseException:
             with contextlib.suppress(Exception), anyio.CancelScope(shield=True):
                 await self.stop()  # also when the caller went away mid-start: never leave Renode behind
             raise
-        return self
 
-    async def _boot(self) -> None:
+    async def _prepare(self) -> None:
         spec = self.spec
         try:
             await self.monitor.wait_ready(spec.startup_timeout)
         except RenodeError as exc:
             raise RenodeStartError(f"Renode did not start: {exc}") from exc
-        run = self.monitor.execute
-        await run(commands.log_file(self.log_path))
+        await self.monitor.execute(commands.log_file(self.log_path))
         if spec.log_level:
-            await run(commands.log_level(spec.log_level))
+            await self.monitor.execute(commands.log_level(spec.log_level))
         await self._create_machine()
+
+    async def _finish(self) -> None:
+        spec, run = self.spec, self.monitor.execute
         await self._connect_uarts()
         for command in spec.extra_commands:
             await run(command, timeout=spec.startup_timeout)
@@ -197,6 +264,15 @@ class RenodeInstance:
             await run(commands.start_gdb_server(spec.gdb_port))
         if spec.autostart:
             await self.resume()
+
+    def take_over(self) -> None:
+        """A warm spare becomes the target's Renode: its log and stderr become renode.log/renode.stderr."""
+        _keep_one_previous_log(self.workdir)
+        log, stderr = self.workdir / "renode.log", self.workdir / "renode.stderr"
+        self.files.log.replace(log)
+        self.files.stderr.replace(stderr)
+        self.files = dataclasses.replace(self.files, log=log, stderr=stderr)
+        self.process.stderr_path = stderr
 
     async def _create_machine(self) -> None:
         """The machine from the platform file, or whatever the script creates and selects."""
@@ -338,8 +414,8 @@ class RenodeInstance:
 
     def _detach(self) -> None:
         self._detach_channels()
-        if self.gdb_socket is not None:
-            self.gdb_socket.unlink(missing_ok=True)
+        self.files.gdb_socket.unlink(missing_ok=True)
+        self.files.config.unlink(missing_ok=True)
         for link in self._links:
             with contextlib.suppress(OSError):
                 link.unlink()

@@ -17,10 +17,19 @@ States and transitions (the only ones `Target` makes; anything else is a bug and
 Every call that needs Renode goes through `Target.instance()`, under one lock: one lifecycle change or
 monitor call at a time per target. `kill()` is for `close()` at the end of a lease: synchronous, no
 waiting, whatever the state.
+
+Warm start (`warm_start`, on by default): besides the state, a target may own one *spare* — a Renode
+started in the background and prepared up to its platform (the slow part: process start, Mono's JIT,
+`LoadPlatformDescription`), with no UART wired, no firmware and virtual time never run. A power-on in
+OFF takes the spare and only finishes it (UARTs, firmware, start); a new spare is prepared right away
+for the next power-on. The spare is never a state of the target: a spare that died, hung or is not
+ready in time is discarded and the power-on starts cold. Because every power-on gets a process that
+never ran anything, nothing of a previous run can survive a power cycle.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import itertools
 import logging
@@ -33,7 +42,8 @@ from pathlib import Path
 import anyio
 
 from .errors import RenodeExitedError, RenodeStateError, RenodeTimeoutError
-from .instance import BoardSpec, Firmware, RenodeInstance
+from .instance import BoardSpec, Firmware, ProcessFiles, RenodeInstance
+from .process import RenodeProcess
 from .uart import UartChannel
 
 
@@ -59,8 +69,13 @@ _ids = itertools.count(1)
 class Target:
     """The Renode side of one board: its state, its Renode (when on), UART channels, firmware and work dir."""
 
-    def __init__(self, spec: Callable[[], BoardSpec], channels: dict[str, UartChannel], name: str):
+    def __init__(
+        self, spec: Callable[[], BoardSpec], channels: dict[str, UartChannel], name: str, warm_start: bool = False
+    ):
         self._spec = spec
+        self.warm_start = warm_start
+        self._spare: asyncio.Task[RenodeInstance] | None = None
+        self._spare_process: RenodeProcess | None = None  # known from its spawn: close() must kill it at once
         self.channels = channels
         self.name = f"{name}#{next(_ids)}"  # machine names repeat across targets; log lines must not
         self.logger = logging.getLogger(f"{__package__}.target.{self.name}")
@@ -98,6 +113,11 @@ class Target:
         return None if self._instance is None else self._instance.process.pid
 
     @property
+    def spare_pid(self) -> int | None:
+        """The warm spare's process id, once it is spawned."""
+        return None if self._spare_process is None else self._spare_process.pid
+
+    @property
     def existing_workdir(self) -> Path | None:
         """The work dir if one was created (and not yet removed by `kill`), without creating one."""
         return self._workdir
@@ -124,19 +144,27 @@ class Target:
                 self.logger.warning("powering on without firmware: flash an image first unless extra_commands load one")
             self._set(TargetState.STARTING)
             try:
-                self._instance = await RenodeInstance.start(
-                    self._spec(), self.workdir, self.channels, self.firmware, self.logger
-                )
+                spare = await self._take_spare()
+                if spare is not None:
+                    spare.take_over()
+                    await spare.finish(self.firmware)
+                    self._instance = spare
+                else:
+                    self._instance = await RenodeInstance.start(
+                        self._spec(), self.workdir, self.channels, self.firmware, self.logger
+                    )
             except BaseException:
-                self._set(TargetState.OFF)  # RenodeInstance.start stopped whatever it had started
+                self._set(TargetState.OFF)  # finish/start stopped whatever they had started
                 raise
             self._set(TargetState.ON)
+            self.prepare_spare()
 
     async def power_off(self) -> None:
         """Any state -> OFF: the process is stopped and reaped before the call returns."""
         async with self._lock:
             if self.state is not TargetState.OFF:
                 await self._stop()
+            self.prepare_spare()
 
     async def _stop(self) -> None:
         self._set(TargetState.STOPPING)
@@ -166,8 +194,7 @@ class Target:
             if self.state is TargetState.FAILED:
                 assert self._instance is not None
                 raise RenodeExitedError(
-                    f"cannot {action}: Renode failed ({self._instance.why_failed()}); "
-                    "run `power on` to start a new one"
+                    f"cannot {action}: Renode failed ({self._instance.why_failed()}); run `power on` to start a new one"
                 )
             assert self._instance is not None and self.state is TargetState.ON
             try:
@@ -198,6 +225,7 @@ class Target:
             previous, self.firmware = self.firmware, firmware
             if previous is not None and previous.path != firmware.path:
                 previous.path.unlink(missing_ok=True)
+            self.prepare_spare()  # the target is in use: have a Renode ready for its power-on
 
     def gdb_socket(self) -> Path:
         """The Unix socket of Renode's GDB server (connect without the lock: a debug session is long-lived)."""
@@ -205,8 +233,58 @@ class Target:
             raise RenodeStateError("cannot connect to GDB: the target is not powered on (or has no gdb_port)")
         return self._instance.gdb_socket
 
+    # -- the warm spare ----------------------------------------------------------------------------
+
+    def prepare_spare(self) -> None:
+        """Start preparing a spare Renode in the background, unless warm start is off or one exists."""
+        if not self.warm_start or self._spare is not None:
+            return
+        files = ProcessFiles.new(self.workdir, "spare")
+        self._spare = asyncio.get_running_loop().create_task(
+            RenodeInstance.prepare(self._spec(), self.workdir, self.channels, self.logger, files, self._spawned),
+            name=f"renode-spare-{self.name}",
+        )
+
+    def _spawned(self, process: RenodeProcess) -> None:
+        self._spare_process = process
+
+    async def _take_spare(self) -> RenodeInstance | None:
+        """The spare, once ready and healthy; None (power on cold) if there is none or it failed."""
+        task = self._spare
+        if task is None:
+            return None
+        if not task.done():  # still preparing: the rest of its start is still faster than a cold one
+            await asyncio.wait({task}, timeout=self._spec().startup_timeout)
+        if not task.done() or task.cancelled() or task.exception() is not None:
+            reason = "not ready in time" if not task.done() else repr(task.exception())
+            self.logger.warning("warm spare unusable (%s); starting Renode cold", reason)
+            self._discard_spare()
+            return None
+        self._spare, self._spare_process = None, None
+        spare = task.result()
+        if not spare.healthy:
+            self.logger.warning("warm spare died (%s); starting Renode cold", spare.why_failed())
+            await spare.stop()
+            return None
+        self.logger.debug("power-on from the warm spare (Renode pid %d)", spare.process.pid)
+        return spare
+
+    def _discard_spare(self) -> None:
+        """Kill the spare without waiting, whatever it is doing (synchronous: close() uses it)."""
+        task, self._spare = self._spare, None
+        process, self._spare_process = self._spare_process, None
+        if task is None:
+            return
+        if task.done() and not task.cancelled() and task.exception() is None:
+            task.result().kill()
+        else:
+            task.cancel()  # its own clean-up stops what it started
+            if process is not None:
+                process.kill()
+
     def kill(self) -> None:
         """End of the lease: kill Renode without waiting (close() runs on the event loop), drop everything."""
+        self._discard_spare()
         instance, self._instance = self._instance, None
         if instance is not None:
             instance.kill()

@@ -180,12 +180,22 @@ class RenodeProcess:
 
     @classmethod
     async def spawn(
-        cls, executable: str, workdir: Path, gdb: tuple[Path, int] | None = None, log: logging.Logger = logger
+        cls,
+        executable: str,
+        workdir: Path,
+        gdb: tuple[Path, int] | None = None,
+        log: logging.Logger = logger,
+        *,
+        config_file: Path | None = None,
+        stderr_path: Path | None = None,
     ) -> RenodeProcess:
-        """Start Renode; with `gdb` = (socket path, port), inside a private network namespace (see netns)."""
+        """Start Renode; with `gdb` = (socket path, port), inside a private network namespace (see netns).
+
+        `config_file` is Renode's own config (kept per process, not per user); `stderr_path` gets crash text.
+        """
         _check_executable(executable)  # here too: the exec wrapper would start fine, then fail to run it
-        config_file = workdir / "renode.config"  # Renode's per-user config, lock and history, per target
-        stderr_path = workdir / "renode.stderr"
+        config_file = config_file or workdir / "renode.config"
+        stderr_path = stderr_path or workdir / "renode.stderr"
         argv = renode_argv(executable, config_file)
         if gdb is None:
             argv = die_with_parent(argv)

@@ -44,6 +44,7 @@ class Memory:
     def __init__(self, regions=()):
         self.regions = list(regions)  # [(start, size)] of the platform's memories
         self.images = []  # [(address, head bytes, length)], newest last
+        self.words = {}  # address -> value written with `sysbus WriteDoubleWord`
 
     def is_memory(self, address):
         return any(start <= address < start + size for start, size in self.regions)
@@ -55,18 +56,22 @@ class Memory:
         return any(start <= address < start + length for start, _, length in self.images)
 
     def read_u32(self, address):
+        if address in self.words:
+            return self.words[address]
         for start, head, _ in reversed(self.images):
             if start <= address and address + 4 <= start + len(head):
                 return int.from_bytes(head[address - start : address - start + 4], "little")
         return 0
 
     def state(self):
-        return {"regions": self.regions, "images": [[a, h.hex(), n] for a, h, n in self.images]}
+        return {"regions": self.regions, "images": [[a, h.hex(), n] for a, h, n in self.images],
+                "words": [[a, v] for a, v in self.words.items()]}
 
     @classmethod
     def from_state(cls, st):
         mem = cls([tuple(r) for r in st["regions"]])
         mem.images = [(a, bytes.fromhex(h), n) for a, h, n in st["images"]]
+        mem.words = {a: v for a, v in st["words"]}
         return mem
 
 

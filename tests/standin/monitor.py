@@ -763,6 +763,8 @@ class Monitor:
         if meth not in ("LoadELF", "LoadBinary", "LoadHEX"):
             if meth == "WhatPeripheralsAreEnabled":
                 return self.cmd_peripherals(toks, w, None)
+            if meth in ("ReadDoubleWord", "WriteDoubleWord"):
+                return self.sysbus_word(meth, args, toks, w)
             if meth == "GetCPUs" and len(args) == 0:
                 # An IEnumerable<ICPU>, each printed as `[CPU: <machine>.<name>[<slot>]]` (ICPU.cs GetCPUThreadName)
                 names = [n for n, (t, _) in m.periphs.items() if t.startswith("CPU.")]
@@ -827,6 +829,18 @@ class Monitor:
                 m.load_image(addr, chunk)
             image = b"".join(chunk for _, chunk in chunks)
             m.fw = Firmware(sha, "LoadHEX", True, 0, project_banner(image))
+        return True
+
+    def sysbus_word(self, meth, args, toks, w):
+        """`sysbus ReadDoubleWord <addr>` prints `0xDEADBEEF` (measured on 1.16.1); writes print nothing."""
+        m = self.current
+        values = [parse_number(a.value) for a in args]
+        if None in values or len(values) != (1 if meth == "ReadDoubleWord" else 2):
+            raise SignatureMismatch([("UInt32", meth, [("UInt64", "address", None)])])
+        if meth == "WriteDoubleWord":
+            m.memory.words[values[0]] = values[1] & 0xFFFFFFFF
+        else:
+            w.value("0x%08X" % m.memory.read_u32(values[0]))
         return True
 
     def peripheral_command(self, toks, periph, w):

@@ -1,0 +1,123 @@
+"""Warm start: a spare Renode, prepared up to its platform, makes power-on fast; a power cycle still gives a
+board that never ran anything. On both backends, with the project's firmware."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import pytest
+from conftest import expect_banner, expect_echo, no_renode_left, run_until_output, target
+from jumpstarter.client.core import DriverError
+
+from jumpstarter_driver_renode.lifecycle import TargetState
+
+
+def wait_for_spare(driver, backend) -> int:
+    """The spare's pid once it is spawned (it is prepared in the background)."""
+    deadline = time.monotonic() + backend.timeout(10, 60)
+    while driver.target.spare_pid is None:
+        assert time.monotonic() < deadline, "no warm spare was started"
+        time.sleep(0.01)  # the spare starts on the event loop: poll for it
+    return driver.target.spare_pid
+
+
+def test_power_on_takes_the_prepared_spare_and_prepares_the_next(backend, firmware):
+    fw = firmware()
+    with target(backend) as (client, driver):
+        client.flasher.flash(fw.elf)  # a target in use gets its spare right away
+        spare = wait_for_spare(driver, backend)
+        client.power.on()
+        assert driver.target.pid == spare
+        with client.console.pexpect() as console:
+            expect_banner(console, fw, backend)
+            expect_echo(console, backend, b"warm")
+        next_spare = wait_for_spare(driver, backend)
+        assert next_spare != spare
+        client.power.off()
+        assert driver.target.state is TargetState.OFF
+        assert no_renode_left(spare_of=driver)  # only the next spare remains
+        client.power.on()
+        assert driver.target.pid == next_spare
+    assert no_renode_left()
+
+
+def test_a_power_cycle_leaves_nothing_of_the_previous_run(backend, firmware):
+    """Memory, UART bytes, virtual time, macros, the firmware's state: none of it survives off + on."""
+    fw = firmware()
+    with target(backend, allow_raw_monitor=True, autostart=False) as (client, driver):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.run_for(0.3)
+        client.monitor_cmd("sysbus WriteDoubleWord 0x20001000 0xdeadbeef")
+        client.monitor_cmd('macro leftover "echo still here"')
+        client.save_snapshot("old")
+        with client.console.pexpect() as console:
+            console.send(b"ticks on\r")
+            run_until_output(client, console, rb"tick 2\r\n")  # the old run's firmware is ticking
+        first_pid = driver.target.pid
+        client.power.off()
+        client.power.on()
+        assert driver.target.pid != first_pid
+        assert client.virtual_time() == 0.0
+        assert client.monitor_cmd("sysbus ReadDoubleWord 0x20001000").strip() == "0x00000000"
+        with pytest.raises(DriverError, match=r"No such variable: \$leftover"):
+            client.monitor_cmd("runMacro $leftover")
+        client.run_for(0.5)
+        channel = driver.target.channels["console"]
+        deadline = time.monotonic() + backend.timeout(5, 30)
+        while fw.banner not in channel.unread() and time.monotonic() < deadline:
+            time.sleep(0.01)  # bytes reach the backlog asynchronously
+        time.sleep(0.2)  # an observation window: ticks of a firmware that kept its state would show here
+        assert channel.unread() == fw.banner + b"\r\n", "the new run printed more than a fresh boot"
+        assert client.list_snapshots() == ["old"]  # the file stays (it is the user's), its state does not apply
+    assert no_renode_left()
+
+
+def test_a_killed_spare_is_replaced_by_a_cold_start(backend, firmware):
+    fw = firmware()
+    with target(backend) as (client, driver):
+        client.flasher.flash(fw.elf)
+        spare = wait_for_spare(driver, backend)
+        os.kill(spare, signal.SIGKILL)
+        client.power.on()
+        assert driver.target.state is TargetState.ON and driver.target.pid != spare
+        with client.console.pexpect() as console:
+            expect_banner(console, fw, backend)
+    assert no_renode_left()
+
+
+def test_a_hung_spare_is_abandoned_after_the_startup_timeout(standin, firmware, monkeypatch):
+    fw = firmware()
+    with target(standin, startup_timeout=2.0, command_timeout=2.0) as (client, driver):
+        monkeypatch.setenv("STANDIN_HANG_ON", "machine")  # only the spare sees it: it hangs loading the platform
+        client.flasher.flash(fw.elf)
+        spare = wait_for_spare(driver, standin)
+        monkeypatch.delenv("STANDIN_HANG_ON")
+        started = time.monotonic()
+        client.power.on()
+        assert time.monotonic() - started < 10
+        assert driver.target.pid != spare
+        with client.console.pexpect() as console:
+            expect_banner(console, fw, standin)
+        assert not os.path.exists(f"/proc/{spare}") or _zombie(spare)
+    assert no_renode_left()
+
+
+def test_warm_start_off_starts_no_spare(standin, firmware):
+    with target(standin, warm_start=False) as (client, driver):
+        client.flasher.flash(firmware().elf)
+        client.power.on()
+        assert driver.target.spare_pid is None
+        client.power.off()
+        assert no_renode_left()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return re.split(r"\)\s", f.read(), maxsplit=1)[1].split()[0] == "Z"
+    except OSError:
+        return True
