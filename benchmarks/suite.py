@@ -23,8 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PLATFORM, STANDIN, UART
-from scenarios import Side, run_all
+from common import PLATFORM, STANDIN, UART, not_run
+from real import real
+from scenarios import Side, _short, run_all
 
 PROMPT = b"(monitor)"
 TELNET_GREETING = bytes([0xFF, 0xFB, 0x00, 0xFF, 0xFD, 0x01, 0xFF, 0xFD, 0x03])  # what telnet clients send first
@@ -141,17 +142,32 @@ def _connect_when_listening(port: int, proc: subprocess.Popen, limit: float) -> 
             time.sleep(0.001)
 
 
+def run_real(side: Side, results: dict, firmware: Path | None) -> None:
+    """Real Renode with the project firmware: ours warm (the default) and cold, theirs as it is."""
+    images = {"firmware": firmware}
+    configs = [("", {})] if side.name == "theirs" else [("", {}), (" [cold]", {"warm_start": False})]
+    for label, config in configs:
+        try:
+            real(side, results, images, label, **config)
+        except Exception as exc:  # one broken run must not hide the other
+            results[f"real{label}: error"] = not_run(_short(exc))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("side", choices=["ours", "theirs"])
     parser.add_argument("--renode", default=str(STANDIN), help="our side: the renode executable")
     parser.add_argument(
-        "--only", default="", help="comma-separated steps (power,monitor,console,reset,flash,scale,probe)"
+        "--only", default="", help="comma-separated steps (power,monitor,console,reset,flash,scale,probe,real)"
     )
+    parser.add_argument("--firmware", type=Path, help="`real` step: the project firmware's ELF")
     args = parser.parse_args()
     os.environ["TERM"] = "dumb"  # no rich progress bar on flash (both sides alike)
     side = Ours(args.renode) if args.side == "ours" else Theirs()
-    results = run_all(side, set(filter(None, args.only.split(","))) or None)
+    only = set(filter(None, args.only.split(",")))
+    results = run_all(side, only - {"real"}) if only != {"real"} else {}
+    if "real" in only:
+        run_real(side, results, args.firmware)
     print("RESULTS " + json.dumps(results), flush=True)
     return 0
 

@@ -289,7 +289,7 @@ def test_close_leaves_nothing_behind(backend, firmware):
         client.flasher.flash(firmware().elf)
         client.power.on()
         workdir = driver.workdir
-        links = [workdir / "uart-console", workdir / "uart-debug"]
+        links = [driver.target.renode.links["console"], driver.target.renode.links["debug"]]
         assert all(link.is_symlink() for link in links)
         assert renode_processes() != []
     assert no_renode_left()

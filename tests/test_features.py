@@ -103,6 +103,23 @@ def test_snapshot_restore_keeps_consoles_working(backend, firmware, paused):
             expect_echo(console, backend, b"after restore")
 
 
+def test_snapshot_of_an_earlier_power_on_restores_with_working_consoles(backend, firmware):
+    """A snapshot outlives a power cycle: its terminals come back where the Renode that saved it made them."""
+    fw = firmware()
+    with target(backend, autostart=False) as (client, _):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.run_for(0.25)
+        client.save_snapshot("earlier")
+        client.power.off()
+        client.power.on()
+        client.restore_snapshot("earlier")
+        assert client.virtual_time() == pytest.approx(0.25, abs=1e-6)
+        client.resume()
+        with client.console.pexpect() as console:
+            expect_echo(console, backend, b"from an earlier run")
+
+
 def test_snapshot_restore_brings_back_the_saved_state(backend, firmware):
     """Restore is a step back in time: the firmware's state (here: ticking) is the saved one."""
     fw = firmware()

@@ -11,7 +11,6 @@ import os
 import re
 from pathlib import Path
 
-import anyio
 import pytest
 
 from jumpstarter_driver_renode.errors import RenodeCommandError
@@ -30,7 +29,6 @@ class FakeMonitor:
         self.cortex_m = cortex_m
         self.prompt = "(monitor) "
         self.broken: str | None = None
-        self.quit_sent = False
         self.ptys: list[int] = []
 
     async def wait_ready(self, timeout: float) -> str:
@@ -48,9 +46,6 @@ class FakeMonitor:
             raise RenodeCommandError(command, "cpu does not provide a field, method or property VectorTableOffset.")
         return ""
 
-    async def send_quit(self) -> None:
-        self.quit_sent = True
-
     def close(self) -> None:
         for fd in self.ptys:
             os.close(fd)
@@ -59,13 +54,13 @@ class FakeMonitor:
 class FakeProcess:
     def __init__(self):
         self.returncode: int | None = None
-        self.stops: list[float] = []
+        self.killed = False
         self.pid = 4242
         self.log = logging.getLogger("fake-renode")
 
-    async def stop(self, graceful: float = 5.0) -> None:
-        self.stops.append(graceful)
-        self.returncode = 0
+    async def kill_and_reap(self) -> None:
+        self.killed = True
+        self.returncode = -9
 
     def describe_exit(self) -> str:
         return "Renode exited with code 0"
@@ -113,7 +108,7 @@ async def test_boot_sequence(make, tmp_path):
     instance = make(elf)
     await instance._prepare()
     await instance._finish()
-    link = tmp_path / "uart-console"
+    link = instance.files.uart_link("console")
     assert instance.monitor.sent == [
         f"logFile @{tmp_path}/renode.log true",
         'mach create "m0"',
@@ -155,15 +150,15 @@ async def test_restore_reconnects_every_uart_and_keeps_the_run_state(make, tmp_p
     await instance._prepare()
     await instance._finish()
     instance.monitor.sent.clear()
-    for link in ("uart-console", "uart-debug"):  # Renode's Clear removes them; Load creates them again
-        (tmp_path / link).unlink()
+    for link in instance.links.values():  # Renode's Clear removes them; Load creates them again
+        link.unlink()
     snapshot = tmp_path / "s.save"
 
     async def load_creates_terminals(command: str, timeout: float | None = None) -> str:
         if command.startswith("Load "):
             for name in ("console", "debug"):
                 await FakeMonitor.execute(
-                    instance.monitor, f'emulation CreateUartPtyTerminal "x" "{tmp_path}/uart-{name}" true'
+                    instance.monitor, f'emulation CreateUartPtyTerminal "x" "{instance.links[name]}" true'
                 )
                 instance.monitor.sent.pop()
         return await FakeMonitor.execute(instance.monitor, command, timeout)
@@ -184,29 +179,15 @@ async def test_restore_reconnects_every_uart_and_keeps_the_run_state(make, tmp_p
     assert all(channel.attached for channel in instance.channels.values())
 
 
-async def test_stop_sends_quit_then_always_stops_the_process(make):
+async def test_stop_kills_and_reaps_without_talking_to_renode(make, tmp_path):
+    """Power off never depends on Renode's monitor or stdin: SIGKILL to the group, reaped, files removed."""
     instance = make()
-    await instance._stop()
-    assert instance.monitor.quit_sent and instance.process.stops == [5.0]
-
-
-async def test_stop_without_quit_when_stdin_is_broken(make):
-    instance = make()
-
-    async def broken() -> None:
-        raise anyio.BrokenResourceError
-
-    instance.monitor.send_quit = broken
-    await instance._stop()
-    assert instance.process.stops == [0.0]  # straight to the signals, and reaped
-    assert instance.process.returncode is not None
-
-
-async def test_stop_of_a_dead_or_broken_renode_sends_no_quit(make):
-    instance = make()
-    instance.monitor.broken = "timed out"
-    await instance._stop()
-    assert not instance.monitor.quit_sent and instance.process.stops == [0.0]
+    instance.files.config.write_text("")
+    instance.files.tmp.mkdir()
+    instance.monitor.broken = "stdin broken"
+    await instance.stop()
+    assert instance.process.killed and instance.monitor.sent == []
+    assert not instance.files.config.exists() and not instance.files.tmp.exists()
 
 
 def test_cpu_names_from_get_cpus():

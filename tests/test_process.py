@@ -110,72 +110,29 @@ def anyio_backend():
 
 
 @pytest.mark.anyio
-async def test_stop_after_quit_reaps_renode_closes_its_pipes_and_kills_what_it_left_behind(tmp_path):
+@pytest.mark.parametrize(
+    "body",
+    [
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(60)\n",
+        "os.close(0)\nprint('ready', flush=True)\ntime.sleep(60)\n",
+    ],
+    ids=["ignores-sigterm", "stdin-closed"],
+)
+async def test_kill_and_reap_stops_the_group_and_closes_the_pipes_whatever_renode_does(tmp_path, body):
+    """Power off: SIGKILL to the process group, reaped before returning, pipes closed; no quit needed."""
     fds = open_fds()
-    quits = """
-    for line in sys.stdin:
-        if line == "quit\\n":
-            print("Renode is quitting", flush=True)
-            sys.exit(0)
-    """
-    async with spawned(tmp_path, WITH_CHILD, quits) as process:
-        child = await child_pid(process)
-        await process.stdin.send(b"quit\n")
+    async with spawned(tmp_path, WITH_CHILD, body) as process:
+        child = await child_pid(process)  # the body runs after this line is printed
         started = time.monotonic()
         with anyio.fail_after(10):
-            await process.stop(graceful=5.0)
-        assert time.monotonic() - started < 2.5, "stop() waited although Renode had quit"
-        assert process.returncode == 0
-        assert process.describe_exit() == "Renode exited with code 0"
+            await process.kill_and_reap()
+        assert time.monotonic() - started < 2, "a SIGKILLed process is reaped at once"
+        assert process.returncode == -signal.SIGKILL
+        assert process.describe_exit() == "Renode was killed by signal SIGKILL"
         await until(lambda: gone(child), 5, "the child Renode left in its process group to be killed")
         with pytest.raises(anyio.BrokenResourceError):
             await process.stdin.send(b"version\n")
     assert open_fds() <= fds, "the pipes to Renode were left open"
-
-
-@pytest.mark.anyio
-async def test_stop_sends_sigterm_then_sigkill_to_a_renode_that_ignores_both(tmp_path):
-    body = """
-    signal.signal(signal.SIGTERM, lambda *_: print("SIGTERM ignored", file=sys.stderr, flush=True))
-    print("ready", flush=True)
-    for line in sys.stdin:
-        pass  # `quit` too
-    while True:
-        time.sleep(1)
-    """
-    async with spawned(tmp_path, body) as process:
-        await read_until(process, b"ready\n")
-        await process.stdin.send(b"quit\n")
-        started = time.monotonic()
-        with anyio.fail_after(12):
-            await process.stop(graceful=0.2)
-        assert time.monotonic() - started < 0.2 + 3 + 5, "stop() is bounded: graceful + SIGTERM wait + SIGKILL wait"
-        assert process.returncode == -signal.SIGKILL
-        description = process.describe_exit()
-        assert description.startswith("Renode was killed by signal SIGKILL; stderr:")
-        assert "SIGTERM ignored" in description, "Renode gets SIGTERM (a chance to clean up) before SIGKILL"
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("graceful", [0.0, 0.3])
-async def test_stop_terminates_a_renode_that_closed_its_stdin_but_stays_alive(tmp_path, graceful):
-    body = """
-    os.close(0)
-    print("stdin closed", flush=True)
-    time.sleep(60)
-    """
-    async with spawned(tmp_path, body) as process:
-        await read_until(process, b"stdin closed\n")
-        # The typed error the monitor client turns into RenodeExitedError, not a raw BrokenPipeError.
-        with pytest.raises(anyio.BrokenResourceError):
-            await process.stdin.send(b"quit\n")
-        assert process.returncode is None
-        started = time.monotonic()
-        with anyio.fail_after(10):
-            await process.stop(graceful=graceful)
-        assert time.monotonic() - started < graceful + 2.5, "SIGTERM is enough: no wait for SIGKILL"
-        assert process.returncode == -signal.SIGTERM
-        assert process.describe_exit() == "Renode was killed by signal SIGTERM"
 
 
 @pytest.mark.anyio
@@ -282,14 +239,12 @@ async def test_renode_runs_in_its_own_session_with_a_private_tmpdir_and_without_
         environ = environ_of(pid)
         assert "RENODE_CI_MODE" not in environ, "CI mode disables Renode's download cache"
         assert environ["TMPDIR"] == str(target / "tmp")
-        assert (target / "tmp").is_dir()
+        assert (target / "tmp").is_dir()  # the default; the driver gives each process its own (tmp-<n>)
         assert environ["JUMPSTARTER_RENODE_TEST_MARKER"] == "inherited"
         assert environ["PATH"] == os.environ["PATH"]
         assert os.environ["RENODE_CI_MODE"] == "YES", "the exporter's own environment is left alone"
-        await process.stdin.send(b"quit\n")
         with anyio.fail_after(10):
-            await process.stop(graceful=5.0)
-        assert process.returncode == 0
+            await process.kill_and_reap()
 
 
 def test_renode_dies_with_the_exporter(tmp_path):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import logging
 import re
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,10 @@ def parse_cpu_names(output: str, machine: str | None) -> list[str]:
         prefix = f"{machine}."
         names.append(qualified[len(prefix) :] if machine and qualified.startswith(prefix) else qualified)
     return names
+
+
+def _links_file(snapshot: Path) -> Path:
+    return snapshot.with_suffix(".links.json")
 
 
 def _terminal(console: str) -> str:
@@ -114,6 +120,7 @@ class ProcessFiles:
     log: Path
     stderr: Path
     gdb_socket: Path
+    number: int = 0
 
     @classmethod
     def new(cls, workdir: Path, role: str) -> ProcessFiles:
@@ -123,7 +130,17 @@ class ProcessFiles:
             workdir / f"{role}.log",
             workdir / f"{role}.stderr",
             workdir / f"gdb-{number}.sock",
+            number,
         )
+
+    @property
+    def tmp(self) -> Path:
+        """The process's TMPDIR (Renode's temporary files): removed once the process is gone."""
+        return self.config.parent / f"tmp-{self.number}"
+
+    def uart_link(self, console: str) -> Path:
+        """The PTY link of a console's terminal: per process, so a spare can wire its UARTs in advance."""
+        return self.config.parent / f"uart-{console}.{self.number}"
 
 
 @dataclass(frozen=True)
@@ -156,7 +173,8 @@ class RenodeInstance:
     machine: str | None = None  # the machine the monitor has selected
     boot_cpu: BootCpu | None = None  # found on the first BIN or HEX load
     files: ProcessFiles | None = None
-    _links: list[Path] = field(default_factory=list)
+    links: dict[str, Path] = field(default_factory=dict)  # console -> the PTY link its channel reads
+    _links: list[Path] = field(default_factory=list)  # every link this process made: removed at stop
 
     @property
     def log_path(self) -> Path:
@@ -206,7 +224,7 @@ class RenodeInstance:
             stale.unlink(missing_ok=True)
         gdb = (files.gdb_socket, spec.gdb_port) if spec.gdb_port is not None else None
         process = await RenodeProcess.spawn(
-            executable, workdir, gdb, log, config_file=files.config, stderr_path=files.stderr
+            executable, workdir, gdb, log, config_file=files.config, stderr_path=files.stderr, tmp_dir=files.tmp
         )
         on_spawn(process)
         self = cls(
@@ -252,10 +270,11 @@ class RenodeInstance:
         if spec.log_level:
             await self.monitor.execute(commands.log_level(spec.log_level))
         await self._create_machine()
+        await self._connect_uarts()
 
     async def _finish(self) -> None:
         spec, run = self.spec, self.monitor.execute
-        await self._connect_uarts()
+        self._attach_channels()
         for command in spec.extra_commands:
             await run(command, timeout=spec.startup_timeout)
         if self.firmware is not None:
@@ -293,9 +312,10 @@ class RenodeInstance:
         self.machine = spec.machine_name
 
     async def _connect_uarts(self) -> None:
-        """A PTY terminal per console, connected to its UART, and a channel reading it from now on."""
+        """A PTY terminal per console, connected to its UART (a channel reads it once the board starts)."""
         for name, peripheral in self.spec.uarts.items():
-            link = self.workdir / f"uart-{name}"
+            link = self.files.uart_link(name)
+            self.links[name] = link
             self._links.append(link)
             await self.monitor.execute(commands.create_pty_terminal(_terminal(name), link))
             try:
@@ -304,11 +324,10 @@ class RenodeInstance:
                 raise RenodeStartError(
                     f"cannot connect UART `{peripheral}` (console `{name}`): the platform has no such UART? {exc}"
                 ) from exc
-        self._attach_channels()
 
     def _attach_channels(self, fresh: bool = True) -> None:
         for name in self.spec.uarts:
-            self.channels[name].attach(self.workdir / f"uart-{name}", fresh)
+            self.channels[name].attach(self.links[name], fresh)
 
     async def resume(self) -> None:
         await self.monitor.execute("start")
@@ -328,7 +347,9 @@ class RenodeInstance:
         return parse_virtual_time(await self.monitor.execute("currentTime"))
 
     async def save(self, path: Path) -> None:
+        """Save the emulation, and beside it where its terminals' links are (a Load recreates them there)."""
         await self.monitor.execute(commands.save_snapshot(path), timeout=self.spec.startup_timeout)
+        _links_file(path).write_text(json.dumps({name: str(link) for name, link in self.links.items()}))
 
     async def restore(self, path: Path) -> None:
         """Load a snapshot in place of the running emulation; consoles keep working.
@@ -342,6 +363,10 @@ class RenodeInstance:
         await self.monitor.execute("Clear")
         self.running = False
         await self.monitor.execute(commands.load_snapshot(path), timeout=self.spec.startup_timeout)
+        # The terminals come back at the links of the process that saved them (maybe an earlier one).
+        saved = json.loads(_links_file(path).read_text()) if _links_file(path).is_file() else {}
+        self.links.update({name: Path(link) for name, link in saved.items() if name in self.links})
+        self._links.extend(self.links.values())
         await self.monitor.execute(commands.mach_set(self.machine))
         if self.firmware is not None:
             await self.monitor.execute(commands.reset_macro(await self._load_line(self.firmware)))
@@ -421,25 +446,21 @@ class RenodeInstance:
                 link.unlink()
 
     async def stop(self) -> None:
-        """quit, then terminate, then kill; always reaps the process and closes the UARTs.
+        """Kill the process group and reap it; close the UARTs; remove the process's files.
 
-        Shielded from cancellation (a client that disconnects mid-`off`), and bounded in time.
+        No `quit`: a powered-off board keeps nothing, and Renode's own exit (about 0.17 s on 1.16.1) would
+        only remove what the driver removes itself (PTY links, config, temporary files). Shielded from
+        cancellation (a client that disconnects mid-`off`), and bounded in time.
         """
         with anyio.CancelScope(shield=True):
-            await self._stop()
-
-    async def _stop(self) -> None:
-        self._detach()
-        graceful = 0.0
-        try:
-            if self.healthy:
-                await self.monitor.send_quit()
-                graceful = 5.0
-        except Exception as exc:  # a broken stdin: no quit, straight to the signals
-            self.process.log.debug("could not send quit (%s); terminating", exc)
-        finally:
-            await self.process.stop(graceful)  # always: wait, SIGTERM, SIGKILL, reap
+            self._detach()
+            try:
+                await self.process.kill_and_reap()
+            finally:
+                shutil.rmtree(self.files.tmp, ignore_errors=True)
 
     def kill(self) -> None:
+        """Synchronous, no waiting (close() runs on the event loop): SIGKILL, then remove the files."""
         self._detach()
         self.process.kill()
+        shutil.rmtree(self.files.tmp, ignore_errors=True)

@@ -97,11 +97,6 @@ class MonitorClient:
             self.prompt = reply.prompt
             return reply
 
-    async def send_quit(self) -> None:
-        """Send `quit` without waiting for a prompt (Renode closes the stream instead)."""
-        with anyio.move_on_after(1):
-            await self._send.send(b"quit\n")
-
     async def _read_more(self, command: str) -> None:
         try:
             data = await self._receive.receive(65536)

@@ -112,7 +112,7 @@ def renode_argv(executable: str, config_file: Path) -> list[str]:
     return [executable, "--console", "--disable-xwt", "--hide-log", "--config", str(config_file)]
 
 
-def renode_env(workdir: Path) -> dict[str, str]:
+def renode_env(workdir: Path, tmp: Path | None = None) -> dict[str, str]:
     """The environment for one Renode: its own TMPDIR (Renode's temporary files, PTYs, crash dumps).
 
     RENODE_CI_MODE is removed, never set: it disables Renode's download cache, so every power-on of a
@@ -120,7 +120,7 @@ def renode_env(workdir: Path) -> dict[str, str]:
     per-user cache (~/.config/renode) is shared safely: Renode guards it with a file lock. Per-target
     isolation comes from `--config` (a private config file) and this TMPDIR.
     """
-    tmp = workdir / "tmp"
+    tmp = tmp or workdir / "tmp"
     tmp.mkdir(exist_ok=True)
     env = {key: value for key, value in os.environ.items() if key != "RENODE_CI_MODE"}
     return {**env, "TMPDIR": str(tmp)}
@@ -188,6 +188,7 @@ class RenodeProcess:
         *,
         config_file: Path | None = None,
         stderr_path: Path | None = None,
+        tmp_dir: Path | None = None,
     ) -> RenodeProcess:
         """Start Renode; with `gdb` = (socket path, port), inside a private network namespace (see netns).
 
@@ -210,7 +211,7 @@ class RenodeProcess:
                     stdout=subprocess.PIPE,
                     stderr=stderr,
                     cwd=workdir,
-                    env=renode_env(workdir),
+                    env=renode_env(workdir, tmp_dir),
                     start_new_session=True,
                     limit=1 << 20,
                 )
@@ -249,17 +250,13 @@ class RenodeProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, sig)
 
-    async def stop(self, graceful: float = 5.0) -> None:
-        """After `quit` was sent: wait, then SIGTERM, then SIGKILL the whole process group."""
+    async def kill_and_reap(self, timeout: float = 5.0) -> None:
+        """SIGKILL the whole process group now and wait (bounded) until the process is reaped."""
         try:
-            if not await self.wait_exit(graceful):
-                self.log.warning("Renode pid %d did not exit; terminating", self.pid)
-                self._signal_group(signal.SIGTERM)
-                if not await self.wait_exit(3.0):
-                    self._signal_group(signal.SIGKILL)
-                    await self.wait_exit(5.0)
+            self._signal_group(signal.SIGKILL)
+            if not await self.wait_exit(timeout):
+                self.log.error("Renode pid %d survived SIGKILL for %gs", self.pid, timeout)
         finally:
-            self._signal_group(signal.SIGKILL)  # stray children of a launcher wrapper
             self._close_transport()
 
     def kill(self) -> None:

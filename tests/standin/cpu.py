@@ -64,8 +64,11 @@ class Memory:
         return 0
 
     def state(self):
-        return {"regions": self.regions, "images": [[a, h.hex(), n] for a, h, n in self.images],
-                "words": [[a, v] for a, v in self.words.items()]}
+        return {
+            "regions": self.regions,
+            "images": [[a, h.hex(), n] for a, h, n in self.images],
+            "words": [[a, v] for a, v in self.words.items()],
+        }
 
     @classmethod
     def from_state(cls, st):
