@@ -67,6 +67,7 @@ def real(side: Side, results: dict, images: dict, label: str = "", **config) -> 
         results[f"power cycle (off + on){label}"] = summary(ms(cycles), "ms")
         client.power.on()
         echo(client)
+        settle(side, driver)  # measure the figures below without a spare being prepared beside them
         time.sleep(2)  # idle: what a powered-on target costs while nothing happens
         results[f"Renode RSS per powered-on target{label}"] = {"value": round(renode_rss_mib()), "unit": "MiB"}
         monitor = [_timed(client.monitor_cmd, "version") for _ in range(ROUNDS * 5)]

@@ -8,8 +8,8 @@ Runs benchmarks/suite.py (one JSON line per run) in subprocesses:
               install), one power-on attempt against the same 1.14 stand-in
   3. ours and theirs, all scenarios, stand-in as Renode 1.16 (which the 0.9.0 driver can talk to):
               the ours/theirs column compares these two
-  4. real `renode`, if it is on PATH (power/monitor/reset only: the other scenarios need the
-     stand-in's firmware)
+  4. real `renode`, if it is on PATH, with the project's STM32F4 firmware (benchmarks/real.py): ours with
+     warm start (the default), ours cold, and 0.9.0 side by side. `run.py --real-only` runs just this.
 The stand-in's start-up delay is 0, so the figures are the drivers' overhead. Prints one table.
 """
 
@@ -48,18 +48,18 @@ def standin_env(version: str | None) -> dict[str, str]:
     return env
 
 
-def run_suite(python: str, args: list[str], env: dict[str, str]) -> dict:
+def run_suite(python: str, args: list[str], env: dict[str, str], timeout: float = SUITE_TIMEOUT) -> dict:
     """Run suite.py; its RESULTS line as a dict, or {"suite: error": ...} saying why there is none."""
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             [python, str(SUITE), *args], stdout=subprocess.PIPE, stderr=err, env=env, start_new_session=True
         )
         try:
-            out, _ = proc.communicate(timeout=SUITE_TIMEOUT)
+            out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # the suite and the stand-ins it started
             proc.communicate()
-            return {"suite: error": {"na": f"did not finish within {SUITE_TIMEOUT}s"}}
+            return {"suite: error": {"na": f"did not finish within {timeout:g}s"}}
         for line in out.decode(errors="replace").splitlines():
             if line.startswith("RESULTS "):
                 return json.loads(line[len("RESULTS ") :])
@@ -125,6 +125,20 @@ def ratio(ours: dict | None, theirs: dict | None) -> str:
     return f"{r:.2f} ({verdict})"
 
 
+def render(head: list[str], rows: list[list], notes: list[str]) -> None:
+    """A plain-text table with numbered notes under it."""
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    print(line)
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    print(line)
+    for number, note in enumerate(notes, start=1):
+        print(f"[{number}] {note}")
+
+
 def print_table(results: dict[str, dict]) -> None:
     keys: list[str] = []
     for run in RUNS:
@@ -136,16 +150,7 @@ def print_table(results: dict[str, dict]) -> None:
         entries = [results.get(run, {}).get(key) for run in RUNS]
         cells = [cell(e, notes, f"{RUNS[run]}, {key}") for run, e in zip(RUNS, entries, strict=True)]
         rows.append([key, unit(*entries), *cells, ratio(entries[1], entries[2])])
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-    print(line)
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-    print(line)
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-    print(line)
-    for number, note in enumerate(notes, start=1):
-        print(f"[{number}] {note}")
+    render(head, rows, notes)
 
 
 def check_targets(results: dict[str, dict]) -> None:
@@ -183,8 +188,69 @@ def check_targets(results: dict[str, dict]) -> None:
     print(f"  power-on >= 5x faster than 0.9.0: {shown} -> {verdict(None if speedup is None else speedup >= 5)}")
 
 
+def real_env() -> dict[str, str]:
+    """The environment for a real-Renode run: `renode` from PATH as it is (no stand-in in front)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STANDIN_") and k != "VIRTUAL_ENV"}
+    env["TERM"] = "dumb"
+    return env
+
+
+def run_real(renode: str, started: float) -> None:
+    """Real Renode, the project firmware: ours warm (the default), ours cold, and 0.9.0 side by side."""
+    sys.path.insert(0, str(HERE.parent))
+    from firmware import build as firmware_build
+
+    version = subprocess.run([renode, "--version"], capture_output=True, text=True, timeout=60).stdout.split("\n")[0]
+    print(f"\nreal Renode: {renode} ({version}), firmware: the project's STM32F4 build", flush=True)
+    with tempfile.TemporaryDirectory(prefix="renode-bench-real-") as tmp:
+        elf = firmware_build.build("stm32f4", Path(tmp), "bench")["elf"]
+        args = ["--renode", renode, "--only", "real", "--firmware", str(elf)]
+        ours = run_suite(sys.executable, ["ours", *args], real_env(), timeout=1800)
+        print(f"  ours, real Renode: done at {time.monotonic() - started:.0f}s", flush=True)
+        python, how = make_pypi_venv(Path(tmp) / "venv")
+        theirs = (
+            run_suite(python, ["theirs", *args], real_env(), timeout=1800) if python else {"suite: error": {"na": how}}
+        )
+        print(f"  theirs, real Renode: done at {time.monotonic() - started:.0f}s", flush=True)
+    print_real_table(ours, theirs)
+
+
+def print_real_table(ours: dict, theirs: dict) -> None:
+    keys = [k for k in ours if not k.endswith("[cold]")] + [k for k in theirs if k not in ours]
+    head = [
+        "figure on real Renode (median / p95)",
+        "unit",
+        "ours (warm start)",
+        "ours (cold)",
+        "theirs (0.9.0)",
+        "ours/theirs",
+    ]
+    notes: list[str] = []
+    rows = []
+    for key in keys:
+        warm, cold, other = ours.get(key), ours.get(f"{key} [cold]"), theirs.get(key)
+        rows.append(
+            [
+                key,
+                unit(warm, cold, other),
+                cell(warm, notes, f"ours, {key}"),
+                cell(cold, notes, f"ours cold, {key}"),
+                cell(other, notes, f"theirs, {key}"),
+                ratio(warm, other),
+            ]
+        )
+    render(head, rows, notes)
+
+
 def main() -> int:
     started = time.monotonic()
+    if sys.argv[1:] == ["--real-only"]:
+        real = shutil.which("renode")
+        if real is None:
+            print("`renode` is not on PATH")
+            return 2
+        run_real(real, started)
+        return 0
     results: dict[str, dict] = {}
     print("ours: this repository's driver; theirs: jumpstarter-driver-renode==0.9.0 from PyPI", flush=True)
     print("stand-in: tests/standin/renode, STANDIN_START_DELAY=0; 1.14 = its default Renode version", flush=True)
@@ -214,12 +280,7 @@ def main() -> int:
     if real is None:
         print("real Renode: skipped: `renode` is not on PATH (install Renode 1.14+ to measure it too)")
     else:
-        real_results = run_suite(
-            sys.executable, ["ours", "--renode", real, "--only", "power,monitor,reset"], standin_env(None)
-        )
-        print(f"real Renode ({real}), ours, power/monitor/reset only (other scenarios need the stand-in firmware):")
-        for key, entry in real_results.items():
-            print(f"  {key}: {cell(entry, [], '')} {entry.get('unit', '')} {entry.get('na', '')}")
+        run_real(real, started)
     print()
     check_targets(results)
     print(f"\nwall time: {time.monotonic() - started:.1f}s")

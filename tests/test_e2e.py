@@ -137,11 +137,7 @@ def test_elf_for_another_architecture_loads_but_never_boots(standin, tmp_path):
     with target(standin) as (client, driver):
         client.flasher.flash(write(tmp_path, "rv.elf", elf32(b"\x13\x00\x00\x00" * 8, machine=EM_RISCV)))
         client.power.on()
-        log = driver.workdir / "renode.log"
-        deadline = time.monotonic() + 10
-        while "CPU was halted" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert "PC does not lay in memory" in log.read_text()
+        assert "PC does not lay in memory" in wait_for_halt(driver)
         assert b"Booting" not in driver.target.channels["console"].unread()
 
 
@@ -150,11 +146,16 @@ def test_synthetic_hex_without_a_vector_table_halts_like_renode(standin, tmp_pat
     with target(standin) as (client, driver):
         client.flasher.flash(write(tmp_path, "nop.hex", intel_hex(b"\x00\xbf" * 40)))
         client.power.on()
-        log = driver.workdir / "renode.log"
-        deadline = time.monotonic() + 10
-        while "CPU was halted" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert "PC does not lay in memory or PC and SP are equal to zero. CPU was halted." in log.read_text()
+        assert "PC does not lay in memory or PC and SP are equal to zero. CPU was halted." in wait_for_halt(driver)
+
+
+def wait_for_halt(driver, timeout: float = 10) -> str:
+    """The Renode log once it reports the halted CPU (the log is a file: polled)."""
+    log = driver.workdir / "renode.log"
+    deadline = time.monotonic() + timeout
+    while "CPU was halted" not in (text := log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return text
 
 
 def test_missing_platform_fails_power_on_with_renodes_text(backend):
