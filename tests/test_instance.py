@@ -62,6 +62,10 @@ class FakeProcess:
         self.killed = True
         self.returncode = -9
 
+    def kill(self) -> None:
+        self.killed = True
+        self.returncode = -9
+
     def describe_exit(self) -> str:
         return "Renode exited with code 0"
 
@@ -212,3 +216,16 @@ def test_entry_of_bin_and_hex(tmp_path):
         intel_hex(b"\x01" * 40, address=0x20400000).replace(b":00000001FF", start_record + b":00000001FF")
     )
     assert image_entry(with_start, "hex", None) == Entry(0x20400000, 0x20400010)
+
+
+async def test_a_spare_stopping_leaves_the_running_instance_s_channels_alone(make, tmp_path):
+    """Spares share the target's channels object: only the instance the channels read may detach them."""
+    running = make(Firmware(tmp_path / "fw.elf", "elf"))
+    await running._prepare()
+    await running._finish()
+    spare = make()
+    spare.channels = running.channels
+    await spare._prepare()  # a spare wires its terminals but never attaches the channels
+    await spare.stop()
+    spare.kill()
+    assert all(channel.attached for channel in running.channels.values())

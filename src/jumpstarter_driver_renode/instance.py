@@ -175,6 +175,7 @@ class RenodeInstance:
     files: ProcessFiles | None = None
     links: dict[str, Path] = field(default_factory=dict)  # console -> the PTY link its channel reads
     _links: list[Path] = field(default_factory=list)  # every link this process made: removed at stop
+    _reading: bool = False  # whether the target's UART channels read this process's PTYs
 
     @property
     def log_path(self) -> Path:
@@ -328,6 +329,7 @@ class RenodeInstance:
     def _attach_channels(self, fresh: bool = True) -> None:
         for name in self.spec.uarts:
             self.channels[name].attach(self.links[name], fresh)
+        self._reading = True
 
     async def resume(self) -> None:
         await self.monitor.execute("start")
@@ -434,8 +436,11 @@ class RenodeInstance:
         return "; ".join(parts)
 
     def _detach_channels(self) -> None:
-        for name in self.spec.uarts:
-            self.channels[name].detach()
+        """Stop reading the UARTs, if this process is the one they read (a spare never is)."""
+        if self._reading:
+            for name in self.spec.uarts:
+                self.channels[name].detach()
+            self._reading = False
 
     def _detach(self) -> None:
         self._detach_channels()

@@ -146,7 +146,11 @@ class Target:
             try:
                 spare = await self._take_spare()
                 if spare is not None:
-                    spare.take_over()
+                    try:
+                        spare.take_over()
+                    except OSError:
+                        await spare.stop()  # finish() cleans up after itself; this step must too
+                        raise
                     await spare.finish(self.firmware)
                     self._instance = spare
                 else:
