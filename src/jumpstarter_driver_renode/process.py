@@ -265,9 +265,17 @@ class RenodeProcess:
         self._close_transport()
 
     def _close_transport(self) -> None:
-        # asyncio's Process has no public close(); its transport's close() closes the pipes now rather
-        # than in a finalizer that may run after the event loop is gone.
+        # asyncio's Process has no public close(). Close the pipes now rather than in a finalizer that may
+        # run after the event loop is gone; close the transport itself only once the child is reaped:
+        # its close() polls the child, and reaping it there steals the exit status from asyncio's child
+        # watcher (which then reports code 255 instead of the signal that killed Renode).
         self.stdin.close()
         transport = getattr(self.process, "_transport", None)
-        if transport is not None:
+        if transport is None:
+            return
+        for fd in (0, 1, 2):
+            pipe = transport.get_pipe_transport(fd)
+            if pipe is not None:
+                pipe.close()
+        if self.process.returncode is not None:
             transport.close()
