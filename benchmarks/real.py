@@ -80,12 +80,10 @@ def real(side: Side, results: dict, images: dict, label: str = "", **config) -> 
 def settle(side: Side, driver, limit: float = 120) -> None:
     """Wait until a warm spare is ready (ours): a power-on right after the last one measures a spare still
     warming. The figures are for power-ons at test pace, seconds apart, not back to back."""
-    target = getattr(driver, "target", None)
-    spare = getattr(target, "_spare", None)
+    target = getattr(driver, "target", None)  # 0.9.0 has none: nothing to wait for
     deadline = time.monotonic() + limit
-    while spare is not None and not spare.done() and time.monotonic() < deadline:
+    while target is not None and target.spare_preparing and time.monotonic() < deadline:
         time.sleep(0.01)
-        spare = getattr(target, "_spare", None)
 
 
 def _reset_and_restore(client, results: dict, label: str) -> None:

@@ -113,6 +113,11 @@ class Target:
         return None if self._instance is None else self._instance.process.pid
 
     @property
+    def spare_preparing(self) -> bool:
+        """Whether a warm spare is still being prepared in the background."""
+        return self._spare is not None and not self._spare.done()
+
+    @property
     def spare_pid(self) -> int | None:
         """The warm spare's process id, once it is spawned."""
         return None if self._spare_process is None else self._spare_process.pid
