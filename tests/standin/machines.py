@@ -1,5 +1,6 @@
 """Emulation model: firmware behaviour, machines, GDB servers, the emulation and its snapshot state."""
 
+import heapq
 import re
 import socket
 import threading
@@ -67,7 +68,10 @@ class Machine:
         self.fw = None
         self.gdb = {}
         self.lock = threading.RLock()
-        self.pending_rx = []  # (peripheral, bytes) received while paused
+        self.pending_rx = []  # (peripheral, bytes) received, for the firmware to process when it next runs
+        self.out_pending = []  # [peripheral, bytearray] printed but not yet delivered (cut by a precise pause)
+        self.uart_handlers = {}  # peripheral -> [callable(byte)]: the UART's CharReceived (pyapi.py)
+        self.actions = []  # heap of (virtual ns, seq, callable(ns scheduled at), ns scheduled at, name, handle)
         self.core = None  # Cpu: where the CPU starts (stand-in cpu.py)
         self.memory = Memory()
         self.elf_lowest = None  # lowest address of the last ELF: Renode guesses a Cortex-M's VTOR from it
@@ -83,13 +87,50 @@ class Machine:
         return sorted(res, key=lambda x: order.index(x[0]) if x[0] in order else 0)
 
     def emit(self, text):
-        for _, term in self.uarts():
-            term.write(text.encode())
+        for name in dict(self.uarts()):
+            self.output(name, text.encode())
 
     def emit_to(self, periph, text):
-        for name, term in self.uarts():
-            if name == periph:
-                term.write(text.encode())
+        self.output(periph, text.encode())
+
+    def output(self, periph, data):
+        """The UART prints `data` now (the current virtual time); see deliver()."""
+        self.out_pending.append([periph, bytearray(data)])
+        self.deliver()
+
+    def deliver(self):
+        """Printed bytes go to the UART's CharReceived handlers, byte by byte, then to its terminals.
+
+        A handler that asks for a precise pause stops the CPU right after that byte: the rest stays
+        pending and is printed when the machine runs again, at the same virtual time. Nothing is
+        printed while a pause is pending. A non-precise pause ends after the current write.
+        """
+        emu = self.emu
+        while self.out_pending and not emu.pause_requested:
+            periph, data = self.out_pending[0]
+            n = len(data)
+            handlers = list(self.uart_handlers.get(periph, ()))
+            if handlers:
+                for i, byte in enumerate(data):
+                    for handler in handlers:
+                        self.call(handler, byte)
+                    if emu.pause_requested and emu.pause_precise:
+                        n = i + 1
+                        break
+            chunk = bytes(data[:n])
+            del data[:n]
+            if not data:
+                self.out_pending.pop(0)
+            for name, term in self.uarts():
+                if name == periph:
+                    term.write(chunk)
+
+    def call(self, handler, *args):
+        """An event handler or a scheduled action, on the CPU thread: its errors are logged."""
+        try:
+            handler(*args)
+        except Exception as e:
+            LOG.log("ERROR", "Exception in a handler: %s: %s" % (type(e).__name__, e), self.src("cpu"))
 
     def project_console(self):
         """The UART the project firmware prints on, if this machine has it (else its output goes nowhere)."""
@@ -116,30 +157,88 @@ class Machine:
         for name, _ in self.uarts():
             self.emit_to(name, "Booting stand-in firmware sha256=%s loader=%s uart=%s\r\n" % (fw.sha, fw.loader, name))
 
-    def run_until(self, now_ns):
-        """Advances the firmware to virtual time now_ns (machine running)."""
+    # -- virtual time ------------------------------------------------------------------------
+    def next_event_ns(self, now_ns):
+        """Virtual time of this machine's next event (>= now_ns when due now), or None."""
         with self.lock:
+            times = []
+            if self.out_pending:
+                times.append(now_ns)
             fw = self.fw
-            if fw is None:
-                return
-            if not fw.booted:
-                self.boot(now_ns)
-            if not fw.runs:
-                self.pending_rx = []
-                return
-            for periph, data in self.pending_rx:
-                self.process_rx(periph, data, now_ns)
-            self.pending_rx = []
-            if fw.project:
-                console = self.project_console()
-                while fw.ticks_on_ns is not None and fw.ticks_on_ns + (fw.ticks + 1) * TICK_NS <= now_ns:
-                    fw.ticks += 1
-                    if console:
-                        self.emit_to(console, "tick %d\r\n" % fw.ticks)
-                return
-            while fw.boot_ns + (fw.ticks + 1) * NS <= now_ns:
+            if fw is not None:
+                if not fw.booted or self.pending_rx:
+                    times.append(now_ns)
+                elif fw.runs and fw.project:
+                    if fw.ticks_on_ns is not None:
+                        times.append(fw.ticks_on_ns + (fw.ticks + 1) * TICK_NS)
+                elif fw.runs:
+                    times.append(fw.boot_ns + (fw.ticks + 1) * NS)
+            if self.actions:
+                times.append(self.actions[0][0])
+            return min(times) if times else None
+
+    def step(self, now_ns):
+        """Everything due at virtual time now_ns, in order (machine running), until a pause is requested:
+        output cut by a pause, boot, input received meanwhile, the firmware's ticks, scheduled actions."""
+        emu = self.emu
+        with self.lock:
+            self.deliver()
+            fw = self.fw
+            if fw is not None and not emu.pause_requested:
+                if not fw.booted:
+                    self.boot(now_ns)
+                if not fw.runs:
+                    self.pending_rx = []
+                while fw.runs and self.pending_rx and not emu.pause_requested:
+                    periph, data = self.pending_rx.pop(0)
+                    self.process_rx(periph, data, now_ns)
+                if fw.runs:
+                    self.ticks_until(now_ns)
+            while self.actions and self.actions[0][0] <= now_ns and not emu.pause_requested:
+                _, _, action, at_ns, _, _ = heapq.heappop(self.actions)
+                self.call(action, at_ns)
+
+    def ticks_until(self, now_ns):
+        fw, emu = self.fw, self.emu
+        if fw.project:
+            console = self.project_console()
+            while (
+                fw.ticks_on_ns is not None
+                and fw.ticks_on_ns + (fw.ticks + 1) * TICK_NS <= now_ns
+                and not emu.pause_requested
+            ):
                 fw.ticks += 1
-                self.emit("tick %d\r\n" % fw.ticks)
+                if console:
+                    self.emit_to(console, "tick %d\r\n" % fw.ticks)
+            return
+        while fw.boot_ns + (fw.ticks + 1) * NS <= now_ns and not emu.pause_requested:
+            fw.ticks += 1
+            self.emit("tick %d\r\n" % fw.ticks)
+
+    def schedule(self, delay_ns, action, name=None, handle=None):
+        """Machine.ScheduleAction: action(ns scheduled at) runs once virtual time reaches now + delay.
+        `handle` names the entry for unschedule() (ClockEntry.Handler in pyapi.py)."""
+        with self.emu.lock:  # the clock cannot move between reading the time and queueing the action
+            now = self.emu.vt_ns
+            self.emu.seq += 1
+            with self.lock:
+                heapq.heappush(self.actions, (now + delay_ns, self.emu.seq, action, now, name, handle))
+        self.emu.wake.set()
+
+    def scheduled(self):
+        """[(virtual ns due, ns scheduled at, name, handle)] of the actions not run yet, in order."""
+        with self.lock:
+            return [(a[0], a[3], a[4], a[5]) for a in sorted(self.actions, key=lambda a: a[:2])]
+
+    def unschedule(self, handle):
+        """ClockSource.TryRemoveClockEntry: whether an action with this handle was queued."""
+        with self.emu.lock, self.lock:
+            for i, a in enumerate(self.actions):
+                if a[5] is handle:
+                    del self.actions[i]
+                    heapq.heapify(self.actions)
+                    return True
+        return False
 
     def project_rx(self, periph, data, now_ns):
         """The project firmware: a line buffer of LINE_MAX characters; CR or LF ends a non-empty line."""
@@ -179,24 +278,23 @@ class Machine:
                 n = int(fl.group(1))
                 pattern = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                 blob = (pattern * (n // len(pattern) + 1))[:n]
-                for name, term in self.uarts():
-                    if name == periph:
-                        term.write(blob + b"\r\nflood done\r\n")
+                self.output(periph, blob + b"\r\nflood done\r\n")
             else:
                 self.emit_to(periph, "echo: %s\r\n" % text)
         fw.linebuf[periph] = buf
 
-    def uart_receive(self, periph, data):
+    def uart_receive(self, periph, data, terminal=None):
+        """Bytes a terminal passes to the UART (from its PTY reader thread): the firmware processes them
+        when it next runs (at once if the emulation is running); the terminal's CharReceived fires now."""
         with self.lock:
-            if self.fw is None:
-                return
-            if self.emu.started:
-                if not self.fw.booted:
-                    self.run_until(self.emu.vt_ns)
-                if self.fw.runs:
-                    self.process_rx(periph, data, self.emu.vt_ns)
-            else:
-                self.pending_rx.append((periph, data))
+            if self.fw is not None:
+                self.pending_rx.append((periph, bytes(data)))
+        if terminal is not None:
+            handlers = list(terminal.handlers)
+            for byte in data if handlers else b"":
+                for handler in handlers:
+                    self.call(handler, byte)
+        self.emu.wake.set()
 
     def cpu_log(self, level, text):
         LOG.log(level, text, self.src("cpu"))
@@ -233,6 +331,9 @@ class GdbServer:
     def serve(self, conn):
         buf = b""
         try:
+            # A connection halts the CPU and reports it unasked (measured on 1.16.1: `$S05#b8` arrives
+            # before the answer to the client's first packet).
+            conn.sendall(b"$S05#b8")
             while True:
                 d = conn.recv(4096)
                 if not d:
@@ -250,7 +351,8 @@ class GdbServer:
                     buf = buf[m.end() :]
                     conn.sendall(b"+")
                     payload = m.group(1)
-                    reply = b"S05" if payload == b"?" else b""
+                    # `?` always answers S00 (infra GDB/Commands/ReportHaltReasonCommand.cs: StopReply(0)).
+                    reply = b"S00" if payload == b"?" else b""
                     conn.sendall(b"$" + reply + b"#" + b"%02x" % (sum(reply) % 256))
         except OSError:
             pass
@@ -264,6 +366,18 @@ class GdbServer:
 
 
 class Emulation:
+    """All machines on one virtual clock (vt_ns), advanced event by event (advance()).
+
+    Every event happens at its own virtual time, in order: the firmware's boot output when a machine
+    first runs, input received meanwhile when it next runs, its ticks at their times, scheduled actions
+    at theirs. While started, a clock thread keeps virtual time at real-time speed (as real Renode does
+    with firmware that sleeps in WFI) and wakes early for the next event or for input. `RunFor` advances
+    as fast as possible. The thread advancing the clock is the "CPU thread": UART CharReceived handlers
+    and scheduled actions run on it. A pause requested there (Machine.PauseAndRequestEmulationPause)
+    stops the clock at that event: nothing later happens, and the emulation is paused when that step
+    ends (its started-state listeners fire then).
+    """
+
     def __init__(self):
         self.machines = {}  # name -> Machine, insertion ordered
         self.terminals = {}  # name -> PtyTerminal
@@ -272,20 +386,66 @@ class Emulation:
         self.rt_ns = 0
         self.lock = threading.RLock()
         self.counter = 0
+        self.seq = 0  # orders scheduled actions that fall at the same time
         self.clock_thread = None
+        self.run_id = 0  # which start() the clock thread serves
+        self.wake = threading.Event()  # input or a new scheduled action: the clock thread steps at once
+        self.stepping = None  # the thread advancing the clock right now (the CPU thread)
+        self.pause_requested = False
+        self.pause_precise = False
+        self.listeners = []  # [(required started state, callback)]: GetStartedStateChangedEvent
         self.crash_after = crash_after_start()
+
+    # -- started state -----------------------------------------------------------------------
+    def set_started(self, value):
+        """The IsStarted setter: logs, then the listeners waiting for this state (each fires once)."""
+        if self.started == value:
+            return
+        self.started = value
+        for m in self.machines.values():
+            LOG.log("INFO", "Machine started." if value else "Machine paused.", m.name)
+        due = [item for item in self.listeners if item[0] == value]
+        self.listeners = [item for item in self.listeners if item[0] != value]
+        for _, callback in due:
+            callback()
+
+    def on_started_state(self, required, callback, wait_for_transition=True):
+        """Emulation.GetStartedStateChangedEvent: callback() once IsStarted becomes `required`."""
+        with self.lock:
+            if self.started == required and not wait_for_transition:
+                callback()
+            else:
+                self.listeners.append((required, callback))
+
+    def request_pause(self, precise):
+        """Machine.PauseAndRequestEmulationPause: nothing if not started (RunFor included); on the CPU
+        thread the clock stops at the current event; from another thread the emulation pauses now."""
+        if not self.started:
+            return
+        if self.stepping is threading.current_thread():
+            self.pause_requested = True
+            self.pause_precise = self.pause_precise or precise
+        else:
+            self.pause()
+
+    def end_requested_pause(self):
+        self.pause_requested = self.pause_precise = False
+        self.set_started(False)
+        self.wake.set()
 
     def start(self):
         with self.lock:
             if self.started:
                 return
-            self.started = True
-            for m in self.machines.values():
-                LOG.log("INFO", "Machine started.", m.name)
-            self.clock_thread = threading.Thread(target=self.clock, daemon=True)
-            self.clock_thread.start()
-            for m in self.machines.values():
-                m.run_until(self.vt_ns)
+            self.set_started(True)
+            # The first step runs here: boot output and input typed while paused happen at the start time.
+            self.advance(self.vt_ns)
+            if self.pause_requested:
+                self.end_requested_pause()
+            else:
+                self.run_id += 1
+                self.clock_thread = threading.Thread(target=self.clock, args=(self.run_id,), daemon=True)
+                self.clock_thread.start()
         if self.crash_after:
             arm_crash_after(self.crash_after)
 
@@ -293,39 +453,61 @@ class Emulation:
         with self.lock:
             if not self.started:
                 return
-            self.started = False
-            for m in self.machines.values():
-                LOG.log("INFO", "Machine paused.", m.name)
+            self.pause_requested = self.pause_precise = False
+            self.set_started(False)
+            self.wake.set()
         if self.clock_thread and self.clock_thread is not threading.current_thread():
             self.clock_thread.join(1)
 
-    def clock(self):
+    # -- the clock ---------------------------------------------------------------------------
+    def next_event_ns(self):
+        times = [m.next_event_ns(self.vt_ns) for m in list(self.machines.values())]
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def advance(self, target_ns):
+        """Runs every event up to target_ns in time order; virtual time ends at target_ns, or at the
+        event where a pause was requested."""
+        with self.lock:
+            outer, self.stepping = self.stepping, threading.current_thread()
+            try:
+                while not self.pause_requested:
+                    when = self.next_event_ns()
+                    if when is None or when > target_ns:
+                        self.vt_ns = max(self.vt_ns, target_ns)
+                        return
+                    self.vt_ns = max(self.vt_ns, when)
+                    for m in list(self.machines.values()):
+                        m.step(self.vt_ns)
+                        if self.pause_requested:
+                            break
+            finally:
+                self.stepping = outer
+
+    def clock(self, run_id):
         """Virtual time advances at real-time speed while started."""
         last = time.monotonic()
         while True:
-            time.sleep(0.01)
+            self.wake.clear()  # a wake from now on makes the wait below return at once
             with self.lock:
-                if not self.started:
+                if not self.started or self.run_id != run_id:
                     return
                 now = time.monotonic()
                 delta = int((now - last) * NS)
                 last = now
-                self.vt_ns += delta
                 self.rt_ns += delta
-                for m in list(self.machines.values()):
-                    m.run_until(self.vt_ns)
+                self.advance(self.vt_ns + delta)
+                if self.pause_requested:
+                    self.end_requested_pause()
+                    return
+                when = self.next_event_ns()
+                sleep = 0.01 if when is None else min(0.01, max(0, when - self.vt_ns) / NS)
+            if sleep > 0:
+                self.wake.wait(sleep)
 
     def run_for(self, ns):
-        """Advances by exactly ns of virtual time, as fast as possible, then pauses."""
-        with self.lock:
-            target = self.vt_ns + ns
-            for m in self.machines.values():
-                m.run_until(self.vt_ns)
-            # step whole seconds deterministically so tick order is stable
-            while self.vt_ns < target:
-                self.vt_ns = min(target, (self.vt_ns // NS + 1) * NS)
-                for m in self.machines.values():
-                    m.run_until(self.vt_ns)
+        """Advances by exactly ns of virtual time, as fast as possible (Emulation.RunFor: not started)."""
+        self.advance(self.vt_ns + ns)
 
     def dispose(self):
         self.pause()
@@ -350,6 +532,7 @@ class Emulation:
                     "memory": m.memory.state(),
                     "core": m.core.state() if m.core else None,
                     "elf_lowest": m.elf_lowest,
+                    "out_pending": [[p, d.hex()] for p, d in m.out_pending],
                 }
             )
         ts = [
@@ -370,6 +553,7 @@ class Emulation:
             m.memory = Memory.from_state(md["memory"])
             m.core = Cpu.from_state(m.cpu, m.cpu_log, md["core"]) if md["core"] else None
             m.elf_lowest = md["elf_lowest"]
+            m.out_pending = [[p, bytearray.fromhex(d)] for p, d in md.get("out_pending", [])]
             emu.machines[m.name] = m
         created = []
         try:

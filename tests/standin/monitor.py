@@ -13,6 +13,7 @@ from logs import LEVEL_NAMES, LEVELS, LOG
 from machines import SNAPSHOT_MAGIC, Emulation, Firmware, GdbServer, Machine
 from paths import LAUNCH_CWD, ROOT
 from platforms import cpu_arch, parse_repl
+from pyengine import PythonEngine
 from terminals import PtyTerminal
 from tokens import Tok, fmt_time, parse_bool, parse_number, parse_time, resolve_at_path, tokenize
 from versions import C_DARKRED, C_DARKYELLOW, C_ERR, C_GREEN, C_RESET, IS_116, banner_version
@@ -119,6 +120,7 @@ class Monitor:
         self.variables = {}
         self.macros = {}
         self.usings = ["sysbus."] if IS_116 else []
+        self.py = PythonEngine(self)  # one Python scope for the whole process (pyengine.py)
 
     # -- prompt ------------------------------------------------------------------------------
     def prompt(self):
@@ -402,10 +404,12 @@ class Monitor:
             if self.current is None:
                 self.cmd_mach([Tok("word", "mach", "mach"), Tok("word", "create", "create")], w, origin)
             return self.load_platform(self.current, path, toks)
-        if ext in (".py", ".cs"):
+        if ext == ".py":  # MonitorPythonEngine.TryExecutePythonScript
+            return self.py.execute_file(path, "There was an error executing command '%s'" % self.command_text(toks), w)
+        if ext == ".cs":
             raise CommandError(
                 "There was an error executing command '%s'" % self.command_text(toks),
-                "stand-in: %s files are not modelled" % ext,
+                "stand-in: .cs files are not modelled",
             )
         return self.run_script(path, w)
 
@@ -494,7 +498,11 @@ class Monitor:
         args = toks[1:]
         for t in args:
             if t.kind == "word" and parse_number(t.value) is None:
-                raise CommandError("No such emulation element: %s" % t.value)
+                # GetTokenValue throws before the call: printed like any failed command (measured, 1.16.1)
+                raise CommandError(
+                    "There was an error executing command '%s'" % self.command_text(toks),
+                    "No such emulation element: %s" % t.value,
+                )
         vals = [t.value for t in args]
         if len(vals) == 2 and vals[0] == "-n":
             w.write(vals[1])
@@ -513,27 +521,13 @@ class Monitor:
 
     def cmd_python(self, toks, w, origin):
         # infra Commands/PythonExecuteCommand.cs, MonitorPythonEngine.cs: the string runs in the
-        # monitor's Python scope (IronPython there, CPython here); what it prints reaches the
-        # monitor with each newline as `\r\r\n` (`xxx\r\r\n` in the 1.16.1 transcripts). Renode's
-        # own objects (self.Machine, TerminalTester, ...) are not modelled.
+        # monitor's Python scope (IronPython there, CPython here; pyengine.py); what it prints reaches
+        # the monitor with each newline as `\r\r\n` (`xxx\r\r\n` in the 1.16.1 transcripts).
         if len(toks) != 2 or toks[1].kind != "str":
             return self.bad_parameters(toks, w)
-        scope = getattr(self, "py_scope", None)
-        if scope is None:
-            scope = self.py_scope = {"__name__": "__main__"}
-        printed = []
-        scope["print"] = lambda *a, sep=" ", end="\n", **_: printed.append(sep.join(map(str, a)) + end)
-        err = "There was an error executing command '%s'" % self.command_text(toks)
-        try:
-            code = compile(toks[1].value, "<string>", "exec")
-        except SyntaxError as e:  # SyntaxErrorException -> "Line : {0}\n{1}"
-            raise CommandError(err, "Line : %s" % e.lineno, e.msg)  # noqa: B904 - the monitor prints this text instead
-        try:
-            exec(code, scope)
-        except Exception as e:  # RecoverableException(e): the exception's message
-            w.write("".join(printed).replace("\n", "\r\n"))
-            raise CommandError(err, str(e) or type(e).__name__)  # noqa: B904 - the monitor prints this text instead
-        w.write("".join(printed).replace("\n", "\r\n"))
+        return self.py.execute_command(
+            toks[1].value, "There was an error executing command '%s'" % self.command_text(toks), w
+        )
 
     def cmd_peripherals(self, toks, w, origin):
         # infra Commands/PeripheralsCommand.cs
@@ -581,6 +575,10 @@ class Monitor:
                     return self.sysbus_command(toks, w)
                 if name.startswith("sysbus.") and name[7:] in m.periphs:
                     return self.peripheral_command(toks, name[7:], w)
+        if self.py.has_command(word):  # Monitor.cs: Python `mc_` commands are tried last
+            return self.py.execute_builtin(
+                toks, "There was an error executing command '%s'" % self.command_text(toks), w
+            )
         raise CommandError("No such command or device: %s" % word)
 
     def no_member(self, toks, objname):
@@ -740,6 +738,7 @@ class Monitor:
             if m.fw:
                 m.fw.reset()
                 m.fw.boot_ns = None
+            m.out_pending = []  # what the reset CPU had not printed yet
             if m.core:
                 m.core.reset()  # CortexM.Reset forgets VTOR and PC; BaseRiscV.Reset: PC = ResetVector
             m.elf_lowest = None  # measured: no VTOR guess after a reset until an ELF is loaded again
@@ -881,6 +880,19 @@ class Monitor:
         was = self.emu.started
         self.emu.pause()
         try:
+            # Measured on 1.16.1: a Python handler on a terminal's CharReceived, or an action a Python
+            # script scheduled (ScheduleAction) and that has not run yet, cannot be serialized. A UART's
+            # CharReceived is not serialized, so handlers there are no obstacle.
+            if any(t.handlers for t in self.emu.terminals.values()) or any(
+                m.actions for m in self.emu.machines.values()
+            ):
+                raise CommandError(
+                    "There was an error executing command '%s'" % self.command_text(toks),
+                    "Error encountered during saving: Pointer or ThreadLocal or SpinLock encountered during "
+                    "serialization. In order to obtain detailed information including the class path that led "
+                    "here, please use the reflection-based version of the serializer.",
+                    "Hint: Set 'serialization-mode = Reflection' in the Renode config file for detailed information.",
+                )
             with open(path, "w") as f:
                 json.dump({"magic": SNAPSHOT_MAGIC, "version": banner_version(), "emulation": self.emu.to_state()}, f)
         except OSError as e:

@@ -20,6 +20,7 @@ class PtyTerminal:
         # Measured on 1.16.1: a terminal restored by `Load` passes no bytes either way until its
         # UART is connected again (`connector Disconnect` + `connector Connect`).
         self.dead = False
+        self.handlers = []  # CharReceived: each byte passed from the PTY to the UART (pyapi.py)
 
     def open(self):
         if os.path.lexists(self.link):
@@ -46,7 +47,7 @@ class PtyTerminal:
             except (OSError, ValueError, TypeError):
                 return
             if self.uart is not None and not self.dead:
-                self.uart[0].uart_receive(self.uart[1], data)
+                self.uart[0].uart_receive(self.uart[1], data, self)
 
     def write(self, data):
         """Writes to the PTY master; unread bytes stay in the kernel buffer."""
