@@ -90,6 +90,9 @@ def _reset_and_restore(client, results: dict, label: str) -> None:
     if not hasattr(client, "save_snapshot"):
         results[f"reset() to the boot banner{label}"] = not_run("no reset() in 0.9.0")
         results[f"restore_snapshot{label}"] = not_run("no snapshots in 0.9.0")
+        results[f"expect_output: wait for the next 100 ms tick, paused machine{label}"] = not_run(
+            "no virtual-time waits in 0.9.0"
+        )
         return
     with client.console.pexpect() as console:
         resets = []
@@ -104,6 +107,17 @@ def _reset_and_restore(client, results: dict, label: str) -> None:
         results[f"restore_snapshot{label}"] = summary(ms(restores), "ms")
         console.send(b"after restore\r")
         console.expect(b"echo: after restore", timeout=60)
+        _expect_waits(client, console, results, label)
+
+
+def _expect_waits(client, console, results: dict, label: str) -> None:
+    """Host time of `expect_output` on a paused machine, each wait 100 ms of virtual time (one tick)."""
+    client.pause()
+    console.send(b"ticks on\r")
+    waits = [_timed(client.expect_output, rf"tick {n}\r\n", 1.0) for n in range(1, ROUNDS + 1)]
+    results[f"expect_output: wait for the next 100 ms tick, paused machine{label}"] = summary(ms(waits), "ms")
+    console.send(b"ticks off\r")
+    client.resume()
 
 
 def _concurrent(side: Side, results: dict, firmware: Path, label: str, **config) -> None:

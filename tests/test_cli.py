@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
     pipe_seconds = backend.timeout(3, 10)
     script = (
         "j board flasher flash fw.elf && j board power on && "
+        "j board expect 'BOOT jumpstarter-renode-fw' --timeout 1 && "
+        "(j board expect never -t 0.05 --fail-on nothing || echo expect exit $?) && "
         f"(timeout -k 5 -s INT {pipe_seconds} j board console pipe < /dev/null; true) && "
         "j board snapshot save s1 && j board snapshot list && j board power off && "
         "j hifive1 power on && j hifive1 power off"
@@ -44,5 +47,8 @@ def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
     # `jmp shell` exits 0 whatever the command did: the output is the evidence.
     assert "flashed fw.elf (elf)" in out, out
     assert fw.banner.decode() in out, out
+    assert re.search(r"^\d\.\d{9}$", out, re.MULTILINE), out  # the virtual time of the banner
+    assert "waiting for 'never' on console: it did not appear within 0.05 s of virtual time" in out, out
+    assert "expect exit 1" in out, out
     assert "\ns1\n" in out.replace("\r", ""), out
     assert no_renode_left()

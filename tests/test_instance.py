@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jumpstarter_driver_renode import expect
 from jumpstarter_driver_renode.errors import RenodeCommandError
 from jumpstarter_driver_renode.firmware import Entry
 from jumpstarter_driver_renode.instance import BoardSpec, Firmware, ProcessFiles, RenodeInstance, parse_cpu_names
@@ -119,6 +120,8 @@ async def test_boot_sequence(make, tmp_path):
         "machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl",
         f'emulation CreateUartPtyTerminal "term_console" "{link}" true',
         "connector Connect sysbus.usart2 term_console",
+        f"include @{expect.helper_script()}",
+        'jumpstarter_watch "sysbus.usart2" "term_console"',
         f"sysbus LoadELF @{tmp_path}/fw.elf",
         f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
         "start",
@@ -178,6 +181,8 @@ async def test_restore_reconnects_every_uart_and_keeps_the_run_state(make, tmp_p
         "connector Connect sysbus.usart2 term_console",
         "connector Disconnect sysbus.usart3 term_debug",
         "connector Connect sysbus.usart3 term_debug",
+        'jumpstarter_watch "sysbus.usart2" "term_console"',
+        'jumpstarter_watch "sysbus.usart3" "term_debug"',
         "start",
     ]
     assert all(channel.attached for channel in instance.channels.values())

@@ -4,6 +4,9 @@ Exporter configs name `jumpstarter_driver_renode.driver.Renode`; clients get `Re
 """
 
 from .errors import (
+    ExpectError,
+    ExpectFailed,
+    ExpectTimeout,
     FirmwareError,
     RenodeCommandError,
     RenodeError,
@@ -16,6 +19,9 @@ from .errors import (
 from .lifecycle import TargetState
 
 __all__ = [
+    "ExpectError",
+    "ExpectFailed",
+    "ExpectTimeout",
     "FirmwareError",
     "RenodeCommandError",
     "RenodeError",

@@ -12,6 +12,8 @@ from jumpstarter.client.flasher import PathBuf
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_pyserial.client import PySerialClient
 
+from .errors import ExpectError, ExpectFailed, ExpectTimeout
+
 
 class RenodeClient(CompositeClient):
     """A board emulated by Renode: `power`, `flasher`, `console` (+ named UARTs, `gdb`) children, reset,
@@ -73,6 +75,40 @@ class RenodeClient(CompositeClient):
         """The virtual clock in seconds."""
         return self.call("virtual_time")
 
+    def expect_output(
+        self, pattern: str, timeout: float, uart: str | None = None, fail_on: list[str] | None = None
+    ) -> float:
+        """Wait for the regex `pattern` in a UART's output, letting the emulation run for at most `timeout`
+        seconds of *virtual* time; returns the virtual time (s) at which the matching output was printed.
+
+        Deterministic: the same firmware and the same input give the same time, whatever the host's load.
+        Matches output printed since the previous match on that UART (default: the main console), or since
+        power-on or the last snapshot restore. A paused emulation runs for the wait and stays paused at the
+        match; a running one keeps running. Input sent while paused reaches the UART before it runs.
+
+        :raises ExpectTimeout: the pattern did not appear in time (or the exporter's host time limit passed).
+        :raises ExpectFailed: one of the `fail_on` regexes appeared first.
+        :raises DriverError: a bad regex or UART name, the target is off, or Renode failed.
+        """
+        fail_on = list(fail_on or [])
+        reply = self.call("expect_output", pattern, timeout, uart, fail_on)
+        if reply["outcome"] == "match":
+            return reply["time"]
+        raise _expect_error(reply, pattern, timeout, uart or "console", fail_on)
+
+    def write_uart(self, data: str, uart: str | None = None) -> None:
+        """Type `data` into a UART (default: the main console), e.g. `"ticks on\\r"`.
+
+        Returns once the bytes are in Renode's PTY: a following `expect_output` runs the firmware with them
+        in its UART, at the virtual time the machine is paused at. (Writes through a console stream or
+        pexpect travel asynchronously and may reach the UART later.)
+        """
+        self.call("write_uart", data, uart)
+
+    def output_tail(self, uart: str | None = None, lines: int = 50) -> str:
+        """The last `lines` lines a UART (default: the main console) printed since power-on."""
+        return self.call("output_tail", uart, lines)
+
     def save_snapshot(self, name: str) -> None:
         """Save the emulation as snapshot `name` (letters, digits, `_`, `.`, `-`).
 
@@ -122,6 +158,26 @@ class RenodeClient(CompositeClient):
         def time_cmd():
             """Print the virtual time in seconds"""
             click.echo(f"{self.virtual_time():.6f}")
+
+        @base.command(name="expect")
+        @click.argument("pattern")
+        @click.option("--timeout", "-t", type=click.FloatRange(min=0), required=True, help="Virtual seconds")
+        @click.option("--uart", default=None, help="UART name (default: the main console)")
+        @click.option("--fail-on", multiple=True, help="Regex that fails the wait if it appears first")
+        def expect_cmd(pattern, timeout, uart, fail_on):
+            """Run until regex PATTERN appears on a UART; print the virtual time of the match"""
+            try:
+                click.echo(f"{self.expect_output(pattern, timeout, uart, list(fail_on)):.9f}")
+            except ExpectError as exc:
+                raise click.ClickException(str(exc)) from None
+
+        @base.command(name="write")
+        @click.argument("text")
+        @click.option("--uart", default=None, help="UART name (default: the main console)")
+        @click.option("--line", "-l", is_flag=True, help="Append a carriage return (Enter)")
+        def write_cmd(text, uart, line):
+            """Type TEXT into a UART (returns once Renode has it)"""
+            self.write_uart(text + ("\r" if line else ""), uart)
 
         @base.group()
         def snapshot():
@@ -173,6 +229,29 @@ class RenodeClient(CompositeClient):
             self.reset_machine()
 
         return base
+
+
+def _expect_error(reply: dict, pattern: str, timeout: float, uart: str, fail_on: list[str]) -> ExpectError:
+    tail = reply["tail"]
+    last = f"; last output on {uart}:\n{tail}" if tail else f"; {uart} printed nothing since the previous match"
+    if reply["outcome"] == "fail":
+        failing = fail_on[int(reply["failing"])]
+        return ExpectFailed(
+            f"{failing!r} (fail_on) appeared on {uart} at virtual time {reply['time']:.6f} s before {pattern!r}: "
+            f"{reply['matched']!r}{last}",
+            pattern,
+            reply["time"],
+            tail,
+            failing,
+        )
+    if reply["outcome"] == "host-timeout":
+        why = (
+            f"the exporter's host time limit (expect_host_timeout) passed at virtual time {reply['now']:.6f} s: "
+            f"the emulation runs slower than that allows"
+        )
+    else:
+        why = f"it did not appear within {timeout} s of virtual time (now {reply['now']:.6f} s)"
+    return ExpectTimeout(f"waiting for {pattern!r} on {uart}: {why}{last}", pattern, reply["now"], tail)
 
 
 class RenodeFlasherClient(FlasherClient):

@@ -15,7 +15,7 @@ from jumpstarter_driver_power.driver import PowerInterface, PowerReading
 from pydantic import ConfigDict, Field, StrictInt, StrictStr
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from . import commands
+from . import commands, expect
 from .errors import FirmwareError
 from .firmware import detect_format, image_entry
 from .instance import BoardSpec, Firmware
@@ -48,6 +48,7 @@ class Renode(Driver):
     autostart: bool = True
     warm_start: bool = True
     gdb_port: int | None = Field(default=None, ge=0, le=65535)
+    expect_host_timeout: float = Field(default=600.0, gt=0, le=24 * 3600)
 
     def __post_init__(self):
         self._renode_log_level = _split_log_level(self)
@@ -219,6 +220,60 @@ class Renode(Driver):
         """The machine's virtual clock, in seconds."""
         async with self._target.instance("read the virtual time") as instance:
             return await instance.virtual_time()
+
+    # -- waiting for output in virtual time --------------------------------------------------------
+
+    def _console(self, uart: str | None) -> str:
+        if uart is None or uart == MAIN_CONSOLE:
+            return MAIN_CONSOLE
+        if uart not in self.uarts:
+            raise ValueError(f"no UART named {uart!r} (have: {', '.join([MAIN_CONSOLE, *self.uarts])})")
+        return uart
+
+    @export
+    async def expect_output(
+        self, pattern: str, timeout: float, uart: str | None = None, fail_on: list[str] | None = None
+    ) -> dict:
+        """Let the emulation run until the regex `pattern` appears in a UART's output, for at most
+        `timeout` seconds of virtual time; returns how it ended (see `ExpectReply`).
+
+        Matches output printed since the previous match on that UART (or power-on, or restore). A paused
+        emulation stays paused where the wait ended; a running one keeps running.
+        """
+        console = self._console(uart)
+        expect.check_pattern(pattern)
+        if fail_on is None:
+            fail_on = []
+        if not isinstance(fail_on, list):
+            raise ValueError(f"fail_on must be a list of regular expressions: {fail_on!r}")
+        for item in fail_on:
+            expect.check_pattern(item, "fail_on pattern")
+        timeout = expect.check_timeout(timeout)
+        async with self._target.instance("wait for UART output") as instance:
+            reply = await instance.expect(console, pattern, fail_on, timeout, self.expect_host_timeout)
+        return reply.as_dict()
+
+    @export
+    async def write_uart(self, data: str, uart: str | None = None) -> None:
+        """Write `data` (UTF-8) to a UART's input; returns once it is in Renode's PTY.
+
+        Unlike a console stream, the call returns after the write, so a following `expect_output` is sure
+        to run the firmware with this input in its UART (deterministic input while paused).
+        """
+        console = self._console(uart)
+        if not isinstance(data, str) or not data:
+            raise ValueError(f"data must be a non-empty string: {data!r}")
+        if len(data) > 65536:
+            raise ValueError("data is longer than 65536 characters: send it in parts")
+        async with self._target.instance("write to a UART"):
+            await self._target.channels[console].write(data.encode())
+
+    @export
+    def output_tail(self, uart: str | None = None, lines: int = 50) -> str:
+        """The last `lines` lines a UART printed since power-on (for failure reports)."""
+        if not isinstance(lines, int | float) or not 0 < lines <= 10_000:
+            raise ValueError(f"lines must be between 1 and 10000: {lines!r}")
+        return self._target.channels[self._console(uart)].recent(int(lines))
 
     # -- snapshots -------------------------------------------------------------------------------
 

@@ -43,3 +43,26 @@ class UnsafeInputError(RenodeError, ValueError):
 
 class FirmwareError(RenodeError, ValueError):
     """A firmware image cannot be loaded; the message says why."""
+
+
+class ExpectError(RenodeError, AssertionError):
+    """A wait for UART output (`expect_output`) ended without a match. An AssertionError, so pytest
+    reports it as a test failure. Carries the pattern, the virtual time reached and the last lines."""
+
+    def __init__(self, message: str, pattern: str, time: float, tail: str):
+        self.pattern = pattern
+        self.time = time
+        self.tail = tail
+        super().__init__(message)
+
+
+class ExpectTimeout(ExpectError):
+    """The virtual timeout passed (or the host time limit, `expect_host_timeout`) before the pattern appeared."""
+
+
+class ExpectFailed(ExpectError):
+    """A `fail_on` pattern appeared before the pattern."""
+
+    def __init__(self, message: str, pattern: str, time: float, tail: str, failing: str):
+        self.failing = failing
+        super().__init__(message, pattern, time, tail)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from . import commands
+from . import commands, expect
 from .errors import RenodeCommandError, RenodeError, RenodeStartError
 from .firmware import Entry
 from .monitor import MonitorClient, selected_machine
@@ -272,6 +272,8 @@ class RenodeInstance:
             await self.monitor.execute(commands.log_level(spec.log_level))
         await self._create_machine()
         await self._connect_uarts()
+        await self.monitor.execute(expect.include_helper(), timeout=spec.startup_timeout)
+        await self._watch_uarts()
 
     async def _finish(self) -> None:
         spec, run = self.spec, self.monitor.execute
@@ -326,6 +328,11 @@ class RenodeInstance:
                     f"cannot connect UART `{peripheral}` (console `{name}`): the platform has no such UART? {exc}"
                 ) from exc
 
+    async def _watch_uarts(self) -> None:
+        """Renode records each UART's output for `expect` (after the connects: see inside_renode/expect.py)."""
+        for name, peripheral in self.spec.uarts.items():
+            await self.monitor.execute(expect.watch(peripheral, _terminal(name)))
+
     def _attach_channels(self, fresh: bool = True) -> None:
         for name in self.spec.uarts:
             self.channels[name].attach(self.links[name], fresh)
@@ -345,12 +352,27 @@ class RenodeInstance:
             await self.pause()
         await self.monitor.execute(commands.run_for(seconds), timeout=timeout)
 
+    async def expect(
+        self, console: str, pattern: str, fail_on: list[str], timeout: float, host_timeout: float
+    ) -> expect.ExpectReply:
+        """Let the emulation run until `pattern` is printed on `console` (see `expect`); the run state stays.
+
+        Input written to the console before the call reaches the UART before the machine runs.
+        """
+        channel = self.channels[console]
+        line = expect.expect_command(self.spec.uarts[console], pattern, fail_on, timeout, host_timeout, channel.written)
+        return expect.parse_reply(await self.monitor.execute(line, timeout=host_timeout + self.spec.command_timeout))
+
     async def virtual_time(self) -> float:
         return parse_virtual_time(await self.monitor.execute("currentTime"))
 
     async def save(self, path: Path) -> None:
         """Save the emulation, and beside it where its terminals' links are (a Load recreates them there)."""
-        await self.monitor.execute(commands.save_snapshot(path), timeout=self.spec.startup_timeout)
+        await self.monitor.execute("jumpstarter_unhook")
+        try:
+            await self.monitor.execute(commands.save_snapshot(path), timeout=self.spec.startup_timeout)
+        finally:
+            await self.monitor.execute("jumpstarter_hook")
         _links_file(path).write_text(json.dumps({name: str(link) for name, link in self.links.items()}))
 
     async def restore(self, path: Path) -> None:
@@ -376,6 +398,7 @@ class RenodeInstance:
         for name, peripheral in self.spec.uarts.items():
             await self.monitor.execute(commands.disconnect_uart(peripheral, _terminal(name)))
             await self.monitor.execute(commands.connect_uart(peripheral, _terminal(name)))
+        await self._watch_uarts()
         self._attach_channels(fresh=False)
         if was_running:
             await self.resume()

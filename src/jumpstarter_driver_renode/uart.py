@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 logger = logging.getLogger(__name__)
 
 DEFAULT_BACKLOG = 1024 * 1024  # bytes kept for the next console; older bytes are dropped first
+HISTORY = 64 * 1024  # the last bytes printed, whoever read them: for failure reports
 _READ_SIZE = 65536
 _BATCH = 65536  # one delivery (one gRPC message) carries up to this much: a PTY read gives ~4 KiB
 
@@ -77,6 +78,8 @@ class UartChannel:
     _backlog: bytearray = field(default_factory=bytearray)
     _dropped: int = 0
     _subscribers: list[_Subscriber] = field(default_factory=list)
+    _history: bytearray = field(default_factory=bytearray)
+    written: int = 0  # bytes written to the current PTY (Renode's expect helper counts them arriving)
     log: logging.Logger = field(default=logger, repr=False)  # the target's logger, set by its Target
 
     # -- the Renode side -------------------------------------------------------------------------
@@ -95,8 +98,10 @@ class UartChannel:
             pass
         attachment = _Attachment(fd, asyncio.get_running_loop())
         self._attachment = attachment
+        self.written = 0
         if fresh:
             self._backlog.clear()
+            self._history.clear()
             self._dropped = 0
         # A task rather than a task group: it must outlive the call that powered the target on.
         attachment.task = attachment.loop.create_task(self._run_pump(attachment), name=f"uart-{self.name}")
@@ -106,6 +111,11 @@ class UartChannel:
         attachment, self._attachment = self._attachment, None
         if attachment is not None:
             attachment.close()
+
+    def recent(self, lines: int) -> str:
+        """The last `lines` lines printed since power-on (of the last 64 KiB), whoever read them."""
+        text = self._history.decode("utf-8", "replace").replace("\r\n", "\n")
+        return "\n".join(text.splitlines()[-lines:])
 
     def unread(self) -> bytes:
         """The bytes kept for the next console: printed while no console was attached, not yet delivered."""
@@ -153,6 +163,9 @@ class UartChannel:
         return b"".join(chunks), False  # more left? the reader is level-triggered and fires again
 
     async def _deliver(self, data: bytes) -> None:
+        self._history += data
+        if len(self._history) > HISTORY:
+            del self._history[: len(self._history) - HISTORY]
         delivered = False
         for sub in list(self._subscribers):
             try:
@@ -180,6 +193,7 @@ class UartChannel:
         while view:
             try:
                 written = os.write(fd, view)
+                self.written += written
                 view = view[written:]
             except BlockingIOError:
                 await anyio.wait_writable(fd)

@@ -1,0 +1,227 @@
+# Runs inside Renode's monitor Python (IronPython 2.7), loaded once per process with `include`.
+# Keep it valid for Python 2.7 and 3: no f-strings, no keyword-only arguments.
+#
+# Waits for UART output in virtual time. Each watched UART records what it prints with the virtual
+# time of every character; a wait lets the emulation run until a pattern has been printed or a
+# virtual timeout passes, checking on the CPU thread at each character, so the match time and the
+# place a paused machine stops at are exact. Every function named mc_* is a monitor command.
+#
+# Arguments arrive as hex (patterns) or decimal strings: nothing a client sends is ever code.
+
+import re
+
+from Antmicro.Renode.Core import EmulationManager
+from Antmicro.Renode.Time import TimeInterval
+from System import Action
+from System.Threading import ManualResetEvent
+
+PENDING_LIMIT = 65536  # characters kept for matching; older output is dropped
+LIVE_WINDOW = 4096  # while the machine runs, a match is looked for in the last this many characters
+TAIL_LINES = 10
+TIMEOUT_NAME = "jumpstarter-expect timeout"
+
+
+# Output is kept one character per byte (latin-1), so patterns are too: a pattern's UTF-8 bytes,
+# one character each, match the same bytes printed by the firmware.
+def _unhex(text):
+    return bytearray.fromhex(str(text)).decode("latin-1")
+
+
+def _hex(text):
+    return "".join("%02x" % b for b in bytearray(text.encode("latin-1"))) or "-"
+
+
+def _now_ns(machine):
+    return int(machine.ElapsedVirtualTime.TimeElapsed.TotalNanoseconds)
+
+
+def _earliest(patterns, text):
+    """(index, end) of the pattern whose match is complete in the shortest prefix of text, or None."""
+    best = None
+    for index, pattern in enumerate(patterns):
+        found = pattern.search(text)
+        if found is None:
+            continue
+        low, high = 0, found.end()
+        while low < high:  # the shortest prefix that holds a match: when the output first matched
+            middle = (low + high) // 2
+            if pattern.search(text, 0, middle) is None:
+                low = middle + 1
+            else:
+                high = middle
+        if best is None or high < best[1]:
+            best = (index, high)
+    return best
+
+
+class Wait(object):
+    def __init__(self, patterns, pause):
+        self.patterns = patterns  # [wanted, failing...]
+        self.pause = pause  # stop the machine exactly where the wait ends
+        self.result = None  # (outcome, end index or None, virtual time in ns)
+        self.done = ManualResetEvent(False)
+
+
+class Watch(object):
+    """One UART's output since the last match, and the input its terminal delivered."""
+
+    def __init__(self, machine, uart, terminal):
+        self.machine = machine
+        self.terminal = terminal
+        self.text = []
+        self.times = []
+        self.delivered = 0
+        self.wait = None
+        uart.CharReceived += self.printed  # a UART's CharReceived is never serialized
+        self.hook()
+
+    # A terminal's CharReceived is serialized with the terminal: `Save` fails on a Python handler in it,
+    # so the driver unhooks the terminals around `Save`.
+    def hook(self):
+        if self.terminal is not None:
+            self.terminal.CharReceived += self.typed
+
+    def unhook(self):
+        if self.terminal is not None:
+            self.terminal.CharReceived -= self.typed
+
+    def typed(self, value):
+        self.delivered += 1
+
+    def printed(self, value):
+        now = _now_ns(self.machine)
+        self.text.append(chr(int(value)))
+        self.times.append(now)
+        if len(self.text) > PENDING_LIMIT:
+            del self.text[: len(self.text) - PENDING_LIMIT]
+            del self.times[: len(self.times) - PENDING_LIMIT]
+        wait = self.wait
+        if wait is not None and wait.result is None:
+            # Nothing matched before this character, so a match now ends here: search only the recent
+            # output, once per pattern (the whole backlog was searched when the wait began).
+            recent = "".join(self.text[-LIVE_WINDOW:])
+            for index, pattern in enumerate(wait.patterns):
+                if pattern.search(recent) is not None:
+                    outcome = "match" if index == 0 else "fail%d" % (index - 1)
+                    self.finish(wait, (outcome, len(self.text), now))
+                    break
+
+    def finish(self, wait, result):
+        wait.result = result
+        self.wait = None
+        if wait.pause:
+            self.machine.PauseAndRequestEmulationPause(True)
+        wait.done.Set()
+
+    def timed_out(self, wait):
+        if wait.result is None:
+            self.finish(wait, ("timeout", None, _now_ns(self.machine)))
+
+
+watches = {}
+
+
+def _watch(uart_name):
+    machine = monitor.Machine  # noqa: F821 (set by Renode)
+    watch = watches.get(uart_name)
+    if watch is None or watch.machine is not machine:
+        raise Exception("UART %s is not watched in this machine" % uart_name)
+    return watch
+
+
+def _terminal(name):
+    manager = EmulationManager.Instance.CurrentEmulation.ExternalsManager
+    for external in manager.Externals:
+        found, external_name = manager.TryGetName(external)
+        if found and external_name == name:
+            return external
+    raise Exception("no terminal %s" % name)
+
+
+def mc_jumpstarter_watch(uart_name, terminal_name):
+    """Record a UART's output (and count its terminal's input) from now on, in the selected machine."""
+    machine = monitor.Machine  # noqa: F821
+    watches[uart_name] = Watch(machine, machine[uart_name], _terminal(terminal_name) if terminal_name else None)
+
+
+def mc_jumpstarter_unhook():
+    """Before `Save`: no handler of ours may be in what Renode serializes."""
+    for watch in watches.values():
+        watch.unhook()
+
+
+def mc_jumpstarter_hook():
+    """After `Save`."""
+    for watch in watches.values():
+        watch.hook()
+
+
+def _drop_timeouts(machine):
+    """A timeout's clock entry outlives the wait it was for; `Save` would try to serialize it."""
+    clock = machine.ClockSource
+    for entry in list(clock.GetAllClockEntries()):
+        if entry.LocalName == TIMEOUT_NAME:
+            clock.TryRemoveClockEntry(entry.Handler)
+
+
+def mc_jumpstarter_expect(uart_name, pattern_hex, failing_hex, timeout_ns, host_ms, delivered):
+    """Run until the pattern is printed, a failing pattern is, or the virtual timeout passes.
+
+    Prints one line: `jumpstarter-expect <outcome> <ns> <now ns> <matched hex> <tail hex> <delivered>`:
+    outcome `match`, `fail<i>` (the i-th failing pattern), `timeout` or `host-timeout`; <ns> the virtual
+    time the match completed (or the wait ended); `-` for empty text; <delivered> input bytes counted.
+    A paused emulation ends paused exactly there; a running one keeps running.
+    """
+    watch = _watch(uart_name)
+    machine = watch.machine
+    emulation = EmulationManager.Instance.CurrentEmulation
+    host_deadline = ManualResetEvent(False)
+    # Input written to the terminal before the wait reaches the UART before the machine runs.
+    for _ in range(min(int(host_ms), 5000) // 10):
+        if watch.delivered >= int(delivered):
+            break
+        host_deadline.WaitOne(10)
+    patterns = [re.compile(_unhex(pattern_hex))]
+    patterns += [re.compile(_unhex(item)) for item in str(failing_hex).split(",") if item and item != "-"]
+    wait = Wait(patterns, pause=not emulation.IsStarted)
+    found = _earliest(patterns, "".join(watch.text))
+    if found is not None:
+        outcome = "match" if found[0] == 0 else "fail%d" % (found[0] - 1)
+        wait.result = (outcome, found[1], watch.times[found[1] - 1] if found[1] else _now_ns(machine))
+    elif int(timeout_ns) == 0:
+        wait.result = ("timeout", None, _now_ns(machine))
+    else:
+        watch.wait = wait
+        machine.ScheduleAction(
+            TimeInterval.FromNanoseconds(int(timeout_ns)),
+            Action[TimeInterval](lambda _: watch.timed_out(wait)),
+            TIMEOUT_NAME,
+        )
+        # The machine pauses itself where the wait ends (on its CPU thread); the rest of the
+        # emulation follows at the next sync point, which this event reports.
+        paused = emulation.GetStartedStateChangedEvent(False) if wait.pause else None
+        if not emulation.IsStarted:
+            emulation.StartAll()
+        if not wait.done.WaitOne(int(host_ms)):
+            watch.wait = None
+            wait.result = ("host-timeout", None, _now_ns(machine))
+            if wait.pause:
+                emulation.PauseAll()
+        elif paused is not None and not paused.WaitOne(int(host_ms)):
+            wait.result = ("host-timeout", None, _now_ns(machine))
+            emulation.PauseAll()
+        _drop_timeouts(machine)
+    outcome, end, when = wait.result
+    text = "".join(watch.text)
+    matched = ""
+    if end is not None:
+        index = 0 if outcome == "match" else 1 + int(outcome[4:])
+        matched = patterns[index].search(text, 0, end).group(0)
+        if outcome == "match":
+            del watch.text[:end]
+            del watch.times[:end]
+    tail = "\n".join(text.splitlines()[-TAIL_LINES:])
+    print(
+        "jumpstarter-expect %s %d %d %s %s %d"
+        % (outcome, when, _now_ns(machine), _hex(matched), _hex(tail), watch.delivered)
+    )
