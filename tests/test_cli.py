@@ -30,6 +30,8 @@ def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
         "j board flasher flash fw.elf && j board power on && "
         "j board expect 'BOOT jumpstarter-renode-fw' --timeout 1 && "
         "(j board expect never -t 0.05 --fail-on nothing || echo expect exit $?) && "
+        "j board user on && j board green wait-for-active -t 1 && j board green read && "
+        "j board user off && j board green wait-for-inactive -t 1 && j board green read && "
         f"(timeout -k 5 -s INT {pipe_seconds} j board console pipe < /dev/null; true) && "
         "j board snapshot save s1 && j board snapshot list && j board power off && "
         "j hifive1 power on && j hifive1 power off"
@@ -50,5 +52,6 @@ def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
     assert re.search(r"^\d\.\d{9}$", out, re.MULTILINE), out  # the virtual time of the banner
     assert "waiting for 'never' on console: it did not appear within 0.05 s of virtual time" in out, out
     assert "expect exit 1" in out, out
+    assert "\nactive\n" in out.replace("\r", "") and "\ninactive\n" in out.replace("\r", ""), out
     assert "\ns1\n" in out.replace("\r", ""), out
     assert no_renode_left()

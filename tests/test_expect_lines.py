@@ -78,6 +78,8 @@ def test_unexpected_reply_is_an_error():
         expect.parse_reply("Command 'jumpstarter_expect' failed")
 
 
-def test_helper_script_ships_with_the_package():
-    assert expect.helper_script().is_file()
-    assert expect.include_helper().startswith("include @/")
+def test_helper_scripts_ship_with_the_package():
+    lines = expect.include_helpers()
+    assert [line.rsplit("/", 1)[1] for line in lines] == ["expect.py", "gpio.py", "machine.py"]
+    for name in expect.HELPERS:
+        assert expect.helper_script(name).is_file()

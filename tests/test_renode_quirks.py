@@ -18,6 +18,8 @@ import pytest
 from conftest import STANDIN, expect_banner, expect_echo, target
 from jumpstarter.client.core import DriverError
 
+from jumpstarter_driver_renode.expect import helper_script
+
 SVD_URL = "https://dl.antmicro.com/projects/renode/svd/STM32F40x.svd.gz"
 
 
@@ -223,3 +225,54 @@ def test_restored_terminal_is_dead_until_reconnected(session, firmware):
     session.run(f"connector Connect {fw.console} term")
     os.write(pty.fd, b"again\r")
     pty.expect(b"echo: again\r\n")
+
+
+def restored_and_started(session, fw) -> Pty:
+    """A board saved, cleared, loaded back and started, with the `reset` macro registered again."""
+    link = board(session, fw)
+    session.run(f"sysbus LoadELF @{fw.elf}")
+    session.run(f"Save @{session.tmp}/snap.save")
+    session.run("Clear", b"(monitor) ")
+    session.run(f"Load @{session.tmp}/snap.save", b"(monitor) ")
+    session.run('mach set "m"')
+    session.run(f'macro reset "sysbus LoadELF @{fw.elf}"')
+    session.run(f"connector Disconnect {fw.console} term")
+    session.run(f"connector Connect {fw.console} term")
+    pty = Pty(link)
+    session.run("start")
+    pty.expect(fw.banner + b"\r\n")
+    return pty
+
+
+def test_after_a_snapshot_load_a_reset_skips_the_reset_macro(session, firmware):
+    """The monitor hooks its reset handler (which runs the `reset` macro) to machines as they are added;
+    a machine loaded from a snapshot never is, so its resets leave a Cortex-M halted at 0."""
+    fw = firmware()
+    pty = restored_and_started(session, fw)
+    session.run("machine Reset")
+    assert pty.silent(1.0)
+    assert session.run("sysbus.cpu PC").strip() == "0x0"
+
+
+def test_after_a_snapshot_load_the_driver_rearms_the_reset_macro(session, firmware):
+    fw = firmware()
+    pty = restored_and_started(session, fw)
+    session.run(f"include @{helper_script('machine.py')}")
+    assert "jumpstarter-rearm done" in session.run("jumpstarter_rearm_reset")
+    session.run("machine Reset")
+    pty.expect(fw.banner)
+
+
+def test_reset_after_a_restore_reboots_the_firmware(backend, firmware):
+    fw = firmware()
+    with target(backend, autostart=False) as (client, _):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.expect_output("BOOT", timeout=1)
+        client.save_snapshot("booted")
+        client.restore_snapshot("booted")
+        client.reset_machine()
+        client.expect_output(r"BOOT jumpstarter-renode-fw", timeout=1)
+        client.restore_snapshot("booted")
+        client.flasher.flash(fw.elf)
+        client.expect_output(r"BOOT jumpstarter-renode-fw", timeout=1)

@@ -2,9 +2,12 @@
  * Test firmware for Renode's STM32F4 Discovery (platforms/boards/stm32f4_discovery-kit.repl).
  * Cortex-M4, console on USART2. Behaviour: see ../README.md and ../common/console.h.
  *
- * All work happens in the USART2 and SysTick handlers (same priority, so they never
- * preempt each other); the main loop only sleeps in WFI, because a firmware that polls
- * a peripheral register while idle runs many times slower than real time in Renode.
+ * All work happens in the USART2, SysTick and EXTI0 handlers (same priority, so they
+ * never preempt each other); the main loop only sleeps in WFI, because a firmware that
+ * polls a peripheral register while idle runs many times slower than real time in Renode.
+ *
+ * The green user LED (PD12, "sysbus.gpioPortD.UserLED" in Renode) is lit exactly while the
+ * user button (PA0, "sysbus.gpioPortA.UserButton") is held: EXTI0 fires on both edges.
  */
 #include <stdint.h>
 
@@ -12,8 +15,31 @@
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 
+#define RCC_AHB1ENR  REG(0x40023830)
 #define RCC_APB1ENR  REG(0x40023840)
+#define AHB1ENR_GPIOAEN  (1u << 0)
+#define AHB1ENR_GPIODEN  (1u << 3)
 #define APB1ENR_USART2EN (1u << 17)
+
+/* GPIO ports: MODER +0x00 (2 bits a pin: 00 input, 01 output), OTYPER +0x04 (0 push-pull),
+ * PUPDR +0x0C, IDR +0x10, BSRR +0x18 (low half sets, high half resets). */
+#define GPIOA_MODER REG(0x40020000)
+#define GPIOA_PUPDR REG(0x4002000C)
+#define GPIOA_IDR   REG(0x40020010)
+#define GPIOD_MODER  REG(0x40020C00)
+#define GPIOD_OTYPER REG(0x40020C04)
+#define GPIOD_BSRR   REG(0x40020C18)
+#define BUTTON_PIN 0  /* PA0: user button, high while pressed (external pull-down on the board) */
+#define LED_PIN    12 /* PD12: green user LED, lit while high */
+
+/* EXTI line 0. SYSCFG_EXTICR1 (0x40013808) selects port A for line 0 after reset, so it is
+ * left alone (Renode 1.16.1's stm32f4.repl has no SYSCFG model: every port's pin 0 drives
+ * line 0, and only PA0 ever changes here). */
+#define EXTI_IMR  REG(0x40013C00)
+#define EXTI_RTSR REG(0x40013C08)
+#define EXTI_FTSR REG(0x40013C0C)
+#define EXTI_PR   REG(0x40013C14)
+#define EXTI0_IRQ 6
 
 #define USART2_SR  REG(0x40004400)
 #define USART2_DR  REG(0x40004404)
@@ -68,6 +94,51 @@ static void ticker_stop(void)
 
 #include "../common/console.h"
 
+static uint32_t button_down; /* last state reported on the console */
+
+static uint32_t button_read(void)
+{
+    return (GPIOA_IDR >> BUTTON_PIN) & 1u;
+}
+
+static void led_set(uint32_t on)
+{
+    GPIOD_BSRR = on ? 1u << LED_PIN : 1u << (LED_PIN + 16);
+}
+
+/* Both edges of PA0. PR is cleared before the pin is read: an edge after the read pends
+ * the interrupt again, so the LED never stays out of step with the button. */
+static void exti0_handler(void)
+{
+    EXTI_PR = 1u << BUTTON_PIN; /* write 1 to clear */
+    uint32_t down = button_read();
+    led_set(down);
+    if (down != button_down) {
+        button_down = down;
+        put_str(down ? "button pressed\r\n" : "button released\r\n");
+    }
+}
+
+static void button_led_init(void)
+{
+    RCC_AHB1ENR |= AHB1ENR_GPIOAEN | AHB1ENR_GPIODEN;
+    (void)RCC_AHB1ENR; /* real silicon: let the clock enable settle before touching the ports */
+
+    GPIOA_MODER &= ~(3u << (2 * BUTTON_PIN)); /* input */
+    GPIOA_PUPDR &= ~(3u << (2 * BUTTON_PIN)); /* no pull: the board has its own pull-down */
+    GPIOD_OTYPER &= ~(1u << LED_PIN);          /* push-pull */
+    GPIOD_MODER = (GPIOD_MODER & ~(3u << (2 * LED_PIN))) | (1u << (2 * LED_PIN)); /* output */
+
+    EXTI_RTSR |= 1u << BUTTON_PIN;
+    EXTI_FTSR |= 1u << BUTTON_PIN;
+    EXTI_PR = 1u << BUTTON_PIN;
+    EXTI_IMR |= 1u << BUTTON_PIN;
+
+    /* The LED follows the button from boot on; the state at boot is not printed. */
+    button_down = button_read();
+    led_set(button_down);
+}
+
 static void usart2_handler(void)
 {
     while (USART2_SR & SR_RXNE) /* reading DR clears RXNE */
@@ -96,7 +167,10 @@ void reset_handler(void)
     USART2_CR1 = CR1_UE | CR1_TE | CR1_RE | CR1_RXNEIE;
     NVIC_ISER(USART2_IRQ / 32) = 1u << (USART2_IRQ % 32);
 
+    button_led_init();
+
     console_banner();
+    NVIC_ISER(EXTI0_IRQ / 32) = 1u << (EXTI0_IRQ % 32); /* after the banner: it stays the first line */
     for (;;)
         __asm__ volatile("wfi");
 }
@@ -116,6 +190,8 @@ static const vector_t vectors[16 + USART2_IRQ + 1] = {
     [1] = reset_handler,
     [2 ... 14] = unexpected_handler,
     [15] = systick_handler,
-    [16 ... 16 + USART2_IRQ - 1] = unexpected_handler,
+    [16 ... 16 + EXTI0_IRQ - 1] = unexpected_handler,
+    [16 + EXTI0_IRQ] = exti0_handler,
+    [16 + EXTI0_IRQ + 1 ... 16 + USART2_IRQ - 1] = unexpected_handler,
     [16 + USART2_IRQ] = usart2_handler,
 };

@@ -18,6 +18,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from . import commands, expect
 from .errors import FirmwareError
 from .firmware import detect_format, image_entry
+from .gpio import RenodeButton, RenodeLed
 from .instance import BoardSpec, Firmware
 from .lifecycle import Target
 from .netns import GDB_PORT_IN_NAMESPACE
@@ -36,6 +37,8 @@ class Renode(Driver):
     script: str | None = None
     uart: str = "sysbus.uart0"
     uarts: dict[str, str] = Field(default_factory=dict)
+    buttons: dict[str, str] = Field(default_factory=dict)
+    leds: dict[str, str] = Field(default_factory=dict)
     machine_name: str = "machine-0"
     monitor_port: int = Field(default=0, ge=0, le=65535)
     extra_commands: list[str] = Field(default_factory=list)
@@ -63,6 +66,10 @@ class Renode(Driver):
             self.children[name] = RenodeConsole(channel=channel)
         if self.gdb_port is not None:
             self.children["gdb"] = RenodeGdb(parent=self)
+        for name, peripheral in self.buttons.items():
+            self.children[name] = RenodeButton(parent=self, peripheral=peripheral)
+        for name, peripheral in self.leds.items():
+            self.children[name] = RenodeLed(parent=self, peripheral=peripheral, label=name)
         if self.monitor_port:
             self.logger.warning(
                 "monitor_port=%d is ignored: the monitor runs over a private pipe, never a TCP port", self.monitor_port
@@ -74,11 +81,16 @@ class Renode(Driver):
         self._validate_board_files()
         commands.check_name(self.machine_name, "machine_name")
         commands.check_peripheral(self.uart, "uart")
-        for name, peripheral in self.uarts.items():
-            commands.check_name(name, "uarts key")
-            if name in _RESERVED_CHILDREN:
-                raise ValueError(f"uarts key {name!r} clashes with a built-in child; pick another name")
-            commands.check_peripheral(peripheral, f"uarts[{name}]")
+        taken: dict[str, str] = {}
+        for key in ("uarts", "buttons", "leds"):
+            for name, peripheral in getattr(self, key).items():
+                commands.check_name(name, f"{key} key")
+                if name in _RESERVED_CHILDREN:
+                    raise ValueError(f"{key} key {name!r} clashes with a built-in child; pick another name")
+                if name in taken:
+                    raise ValueError(f"{key} key {name!r} is also a key of {taken[name]}: children need distinct names")
+                taken[name] = key
+                commands.check_peripheral(peripheral, f"{key}[{name}]")
         for command in self.extra_commands:
             commands.check_line(command, "extra_commands entry")
         if self.load_address is not None:
@@ -127,6 +139,8 @@ class Renode(Driver):
             command_timeout=self.command_timeout,
             autostart=self.autostart,
             gdb_port=None if self.gdb_port is None else (self.gdb_port or GDB_PORT_IN_NAMESPACE),
+            buttons=dict(self.buttons),
+            leds=dict(self.leds),
         )
 
     async def store_firmware(self, chunks: AsyncIterator[bytes], address: str | int | None) -> str:

@@ -20,13 +20,16 @@ MAX_TIMEOUT = 100 * 3600.0  # virtual seconds; like run_for
 MAX_PATTERN = 4096
 
 
-def helper_script() -> Path:
-    """The script Renode runs to watch UARTs (a file inside this package)."""
-    return Path(str(resources.files(__package__) / "inside_renode" / "expect.py"))
+HELPERS = ("expect.py", "gpio.py", "machine.py")  # in this order: gpio.py uses what expect.py defines
 
 
-def include_helper() -> str:
-    return f"include {path_token(helper_script())}"
+def helper_script(name: str = "expect.py") -> Path:
+    """A script Renode runs for the driver (a file inside this package, `inside_renode/`)."""
+    return Path(str(resources.files(__package__) / "inside_renode" / name))
+
+
+def include_helpers() -> list[str]:
+    return [f"include {path_token(helper_script(name))}" for name in HELPERS]
 
 
 def watch(peripheral: str, terminal: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from . import commands, expect
+from . import commands, expect, gpio
 from .errors import RenodeCommandError, RenodeError, RenodeStartError
 from .firmware import Entry
 from .monitor import MonitorClient, selected_machine
@@ -55,6 +55,12 @@ def parse_cpu_names(output: str, machine: str | None) -> list[str]:
         prefix = f"{machine}."
         names.append(qualified[len(prefix) :] if machine and qualified.startswith(prefix) else qualified)
     return names
+
+
+def _last_line(message: str) -> str:
+    """Renode's error text without the "There was an error executing command" header."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else message
 
 
 def _links_file(snapshot: Path) -> Path:
@@ -158,6 +164,8 @@ class BoardSpec:
     command_timeout: float
     autostart: bool = True  # False: power on leaves the machine paused at virtual time zero
     gdb_port: int | None = None  # port of Renode's GDB server inside its private network namespace
+    buttons: dict[str, str] = field(default_factory=dict)  # child name -> peripheral
+    leds: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -272,8 +280,10 @@ class RenodeInstance:
             await self.monitor.execute(commands.log_level(spec.log_level))
         await self._create_machine()
         await self._connect_uarts()
-        await self.monitor.execute(expect.include_helper(), timeout=spec.startup_timeout)
+        for line in expect.include_helpers():
+            await self.monitor.execute(line, timeout=spec.startup_timeout)
         await self._watch_uarts()
+        await self._check_gpios()
 
     async def _finish(self) -> None:
         spec, run = self.spec, self.monitor.execute
@@ -332,6 +342,17 @@ class RenodeInstance:
         """Renode records each UART's output for `expect` (after the connects: see inside_renode/expect.py)."""
         for name, peripheral in self.spec.uarts.items():
             await self.monitor.execute(expect.watch(peripheral, _terminal(name)))
+
+    async def _check_gpios(self) -> None:
+        """Every configured button and LED exists and is of its kind, or power-on fails naming it."""
+        for kind, peripherals in (("button", self.spec.buttons), ("led", self.spec.leds)):
+            for name, peripheral in peripherals.items():
+                try:
+                    await self.monitor.execute(gpio.check(peripheral, kind))
+                except RenodeCommandError as exc:
+                    raise RenodeStartError(
+                        f"{'button' if kind == 'button' else 'LED'} `{name}`: {_last_line(exc.renode_message)}"
+                    ) from exc
 
     def _attach_channels(self, fresh: bool = True) -> None:
         for name in self.spec.uarts:
@@ -392,6 +413,8 @@ class RenodeInstance:
         self.links.update({name: Path(link) for name, link in saved.items() if name in self.links})
         self._links.extend(self.links.values())
         await self.monitor.execute(commands.mach_set(self.machine))
+        if "unavailable" in await self.monitor.execute("jumpstarter_rearm_reset"):
+            logger.warning("this Renode cannot re-arm the reset macro after a snapshot load: resets may halt the CPU")
         if self.firmware is not None:
             await self.monitor.execute(commands.reset_macro(await self._load_line(self.firmware)))
         # A restored PTY terminal passes no bytes either way until its UART is connected again.

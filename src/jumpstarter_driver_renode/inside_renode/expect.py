@@ -1,5 +1,6 @@
-# Runs inside Renode's monitor Python (IronPython 2.7), loaded once per process with `include`.
-# Keep it valid for Python 2.7 and 3: no f-strings, no keyword-only arguments.
+# Runs inside Renode's monitor Python (IronPython 2.7), loaded once per process with `include`
+# (before gpio.py, which uses its `Wait`). Keep it valid for Python 2.7 and 3: no f-strings, no
+# keyword-only arguments.
 #
 # Waits for UART output in virtual time. Each watched UART records what it prints with the virtual
 # time of every character; a wait lets the emulation run until a pattern has been printed or a
@@ -55,11 +56,53 @@ def _earliest(patterns, text):
 
 
 class Wait(object):
-    def __init__(self, patterns, pause):
-        self.patterns = patterns  # [wanted, failing...]
+    """One wait that lets the emulation run until something happens on its CPU thread, or a timeout."""
+
+    def __init__(self, machine, pause):
+        self.machine = machine
         self.pause = pause  # stop the machine exactly where the wait ends
-        self.result = None  # (outcome, end index or None, virtual time in ns)
+        self.result = None  # a tuple whose last item is the virtual time in ns
         self.done = ManualResetEvent(False)
+
+    def finish(self, result):
+        """On the emulation's thread (a UART character, a GPIO change, the timeout)."""
+        if self.result is not None:
+            return
+        self.result = result
+        if self.pause:
+            self.machine.PauseAndRequestEmulationPause(True)
+        self.done.Set()
+
+    def run(self, timeout_ns, host_ms, timed_out):
+        """Let the emulation run until finish() or the virtual timeout; then `timed_out()` is the result.
+
+        A paused emulation ends paused exactly there; a running one keeps running.
+        """
+        machine = self.machine
+        emulation = EmulationManager.Instance.CurrentEmulation
+        machine.ScheduleAction(
+            TimeInterval.FromNanoseconds(int(timeout_ns)),
+            Action[TimeInterval](lambda _: self.finish(timed_out())),
+            TIMEOUT_NAME,
+        )
+        # The machine pauses itself where the wait ends (on its CPU thread); the rest of the
+        # emulation follows at the next sync point, which this event reports.
+        paused = emulation.GetStartedStateChangedEvent(False) if self.pause else None
+        if not emulation.IsStarted:
+            emulation.StartAll()
+        if not self.done.WaitOne(int(host_ms)):
+            self.result = ("host-timeout", None, _now_ns(machine))
+            if self.pause:
+                emulation.PauseAll()
+        elif paused is not None and not paused.WaitOne(int(host_ms)):
+            self.result = ("host-timeout", None, _now_ns(machine))
+            emulation.PauseAll()
+        _drop_timeouts(machine)
+        return self.result
+
+
+def _paused():
+    return not EmulationManager.Instance.CurrentEmulation.IsStarted
 
 
 class Watch(object):
@@ -72,6 +115,7 @@ class Watch(object):
         self.times = []
         self.delivered = 0
         self.wait = None
+        self.patterns = []  # [wanted, failing...] of the wait in progress
         uart.CharReceived += self.printed  # a UART's CharReceived is never serialized
         self.hook()
 
@@ -100,22 +144,11 @@ class Watch(object):
             # Nothing matched before this character, so a match now ends here: search only the recent
             # output, once per pattern (the whole backlog was searched when the wait began).
             recent = "".join(self.text[-LIVE_WINDOW:])
-            for index, pattern in enumerate(wait.patterns):
+            for index, pattern in enumerate(self.patterns):
                 if pattern.search(recent) is not None:
                     outcome = "match" if index == 0 else "fail%d" % (index - 1)
-                    self.finish(wait, (outcome, len(self.text), now))
+                    wait.finish((outcome, len(self.text), now))
                     break
-
-    def finish(self, wait, result):
-        wait.result = result
-        self.wait = None
-        if wait.pause:
-            self.machine.PauseAndRequestEmulationPause(True)
-        wait.done.Set()
-
-    def timed_out(self, wait):
-        if wait.result is None:
-            self.finish(wait, ("timeout", None, _now_ns(self.machine)))
 
 
 watches = {}
@@ -174,7 +207,6 @@ def mc_jumpstarter_expect(uart_name, pattern_hex, failing_hex, timeout_ns, host_
     """
     watch = _watch(uart_name)
     machine = watch.machine
-    emulation = EmulationManager.Instance.CurrentEmulation
     host_deadline = ManualResetEvent(False)
     # Input written to the terminal before the wait reaches the UART before the machine runs.
     for _ in range(min(int(host_ms), 5000) // 10):
@@ -183,35 +215,20 @@ def mc_jumpstarter_expect(uart_name, pattern_hex, failing_hex, timeout_ns, host_
         host_deadline.WaitOne(10)
     patterns = [re.compile(_unhex(pattern_hex))]
     patterns += [re.compile(_unhex(item)) for item in str(failing_hex).split(",") if item and item != "-"]
-    wait = Wait(patterns, pause=not emulation.IsStarted)
     found = _earliest(patterns, "".join(watch.text))
     if found is not None:
         outcome = "match" if found[0] == 0 else "fail%d" % (found[0] - 1)
-        wait.result = (outcome, found[1], watch.times[found[1] - 1] if found[1] else _now_ns(machine))
+        result = (outcome, found[1], watch.times[found[1] - 1] if found[1] else _now_ns(machine))
     elif int(timeout_ns) == 0:
-        wait.result = ("timeout", None, _now_ns(machine))
+        result = ("timeout", None, _now_ns(machine))
     else:
-        watch.wait = wait
-        machine.ScheduleAction(
-            TimeInterval.FromNanoseconds(int(timeout_ns)),
-            Action[TimeInterval](lambda _: watch.timed_out(wait)),
-            TIMEOUT_NAME,
-        )
-        # The machine pauses itself where the wait ends (on its CPU thread); the rest of the
-        # emulation follows at the next sync point, which this event reports.
-        paused = emulation.GetStartedStateChangedEvent(False) if wait.pause else None
-        if not emulation.IsStarted:
-            emulation.StartAll()
-        if not wait.done.WaitOne(int(host_ms)):
+        watch.patterns = patterns
+        watch.wait = Wait(machine, pause=_paused())
+        try:
+            result = watch.wait.run(timeout_ns, host_ms, lambda: ("timeout", None, _now_ns(machine)))
+        finally:
             watch.wait = None
-            wait.result = ("host-timeout", None, _now_ns(machine))
-            if wait.pause:
-                emulation.PauseAll()
-        elif paused is not None and not paused.WaitOne(int(host_ms)):
-            wait.result = ("host-timeout", None, _now_ns(machine))
-            emulation.PauseAll()
-        _drop_timeouts(machine)
-    outcome, end, when = wait.result
+    outcome, end, when = result
     text = "".join(watch.text)
     matched = ""
     if end is not None:

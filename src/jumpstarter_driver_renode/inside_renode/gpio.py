@@ -1,0 +1,92 @@
+# Runs inside Renode's monitor Python (IronPython 2.7) after expect.py, in the same scope (it uses
+# `Wait`, `_now_ns`, `_paused`). Keep it valid for Python 2.7 and 3.
+#
+# Buttons (Renode's Miscellaneous.Button) and LEDs (any ILed, e.g. Miscellaneous.LED). An LED wait
+# listens to the LED's StateChanged event, which Renode raises on the emulation's thread when the
+# firmware drives the pin: no change is missed, however short, and a paused machine stops right there.
+
+KINDS = {
+    "button": ("a button (Miscellaneous.Button)", ("Press", "Release", "Pressed")),
+    "led": ("an LED (Miscellaneous.LED)", ("State", "StateChanged")),
+}
+
+
+def _gpio(name, kind):
+    machine = monitor.Machine  # noqa: F821 (set by Renode)
+    peripheral = machine[name]
+    what, members = KINDS[kind]
+    if not all(hasattr(peripheral, member) for member in members):
+        raise Exception("%s is a %s, not %s" % (name, peripheral.GetType().Name, what))
+    return machine, peripheral
+
+
+def _report(outcome, state, when, machine):
+    print("jumpstarter-gpio %s %d %d %d" % (outcome, 1 if state else 0, when, _now_ns(machine)))  # noqa: F821
+
+
+def mc_jumpstarter_gpio_check(name, kind):
+    """Fail unless `name` is a peripheral of that kind in the selected machine."""
+    _gpio(name, kind)
+
+
+def mc_jumpstarter_button(name, action):
+    """`press`, `release` or `read`; prints the button's state."""
+    machine, button = _gpio(name, "button")
+    if action == "press":
+        button.Press()
+    elif action == "release":
+        button.Release()
+    _report(action, button.Pressed, _now_ns(machine), machine)  # noqa: F821
+
+
+def mc_jumpstarter_button_hold(name, hold_ns, host_ms):
+    """Press, let the emulation run for hold_ns of virtual time, release exactly then."""
+    machine, button = _gpio(name, "button")
+    button.Press()
+    wait = Wait(machine, _paused())  # noqa: F821
+
+    def release():
+        button.Release()
+        return ("released", None, _now_ns(machine))  # noqa: F821
+
+    outcome, _, when = wait.run(hold_ns, host_ms, release)
+    if outcome == "host-timeout":
+        button.Release()
+    _report(outcome, button.Pressed, when, machine)
+
+
+def mc_jumpstarter_led(name):
+    machine, led = _gpio(name, "led")
+    _report("read", led.State, _now_ns(machine), machine)  # noqa: F821
+
+
+def _wanted(edge, state):
+    return {"active": state, "rising": state, "inactive": not state, "falling": not state, "any": True}[edge]
+
+
+def mc_jumpstarter_led_wait(name, edge, timeout_ns, host_ms):
+    """Run until the LED is (`active`/`inactive`) or becomes (`rising`/`falling`/`any`) what `edge` says.
+
+    Prints `jumpstarter-gpio <level|edge|timeout|host-timeout> <state> <ns> <now ns>`.
+    """
+    machine, led = _gpio(name, "led")
+    if edge not in ("active", "inactive", "rising", "falling", "any"):
+        raise Exception("unknown edge %s" % edge)
+    if edge in ("active", "inactive") and _wanted(edge, led.State):
+        _report("level", led.State, _now_ns(machine), machine)  # noqa: F821
+        return
+    if int(timeout_ns) == 0:
+        _report("timeout", led.State, _now_ns(machine), machine)  # noqa: F821
+        return
+    wait = Wait(machine, _paused())  # noqa: F821
+
+    def changed(_, state):
+        if _wanted(edge, state):
+            wait.finish(("edge", None, _now_ns(machine)))  # noqa: F821
+
+    led.StateChanged += changed
+    try:
+        outcome, _, when = wait.run(timeout_ns, host_ms, lambda: ("timeout", None, _now_ns(machine)))  # noqa: F821
+    finally:
+        led.StateChanged -= changed
+    _report(outcome, led.State, when, machine)
