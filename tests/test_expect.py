@@ -199,3 +199,18 @@ def test_write_uart_is_checked(standin, firmware):
             client.write_uart("x", uart="nope")
         with pytest.raises(DriverError, match="non-empty string"):
             client.write_uart("")
+
+
+def test_anchored_patterns_and_long_output_while_the_board_runs(backend, firmware):
+    """Over 4 KiB printed during one wait: the live check looks at recent output only, but `^` still
+    means the start of a line, and nothing printed is missed or matched twice."""
+    fw = firmware()
+    with target(backend, autostart=False) as (client, _):
+        booted(client, fw)
+        lines = [f"line {n:03d} " + "x" * 90 for n in range(60)]
+        client.write_uart("status: NO ERROR here\r" + "".join(line + "\r" for line in lines) + "last\r")
+        matched = client.expect_output(r"(?m)^echo: last\r\n", timeout=5, fail_on=[r"(?m)^ERROR"])
+        assert matched > 0
+        with pytest.raises(ExpectTimeout) as info:
+            client.expect_output(r"echo: line", timeout=0)  # all consumed by the match
+        assert "echo: last" not in info.value.tail

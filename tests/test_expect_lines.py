@@ -62,7 +62,7 @@ def test_bad_timeouts(timeout):
 def test_reply_of_a_match():
     out = "jumpstarter-expect match 350100000 350100860 7469636b2033 7469636b20310a7469636b2033 9\r\n"
     reply = expect.parse_reply(out)
-    assert reply == expect.ExpectReply("match", 0.3501, 0.35010086, "tick 3", "tick 1\ntick 3", None)
+    assert reply == expect.ExpectReply("match", 0.3501, 0.35010086, "tick 3", "tick 1\ntick 3", None, 9)
 
 
 def test_reply_of_a_failing_pattern_and_of_timeouts():

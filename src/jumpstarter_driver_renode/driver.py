@@ -16,7 +16,8 @@ from pydantic import ConfigDict, Field, StrictInt, StrictStr
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from . import commands, expect
-from .errors import FirmwareError
+from .client import RenodeClient
+from .errors import FirmwareError, RenodeTimeoutError
 from .firmware import detect_format, image_entry
 from .gpio import RenodeButton, RenodeLed
 from .instance import BoardSpec, Firmware
@@ -26,7 +27,13 @@ from .process import tail
 from .uart import DEFAULT_BACKLOG, UartChannel
 
 MAIN_CONSOLE = "console"
-_RESERVED_CHILDREN = {"power", "flasher", MAIN_CONSOLE, "gdb"}
+# A child's name is also an attribute of the client and a `j` subcommand: it must not hide either.
+_CLI_COMMANDS = {"pause", "resume", "run-for", "time", "expect", "write", "snapshot", "log", "monitor", "reset"}
+_RESERVED_CHILDREN = (
+    {"power", "flasher", MAIN_CONSOLE, "gdb"}
+    | _CLI_COMMANDS
+    | {name for name in dir(RenodeClient) if not name.startswith("_")}
+)
 
 
 @pydantic_dataclass(kw_only=True, config=ConfigDict(arbitrary_types_allowed=True, extra="forbid"))
@@ -86,7 +93,9 @@ class Renode(Driver):
             for name, peripheral in getattr(self, key).items():
                 commands.check_name(name, f"{key} key")
                 if name in _RESERVED_CHILDREN:
-                    raise ValueError(f"{key} key {name!r} clashes with a built-in child; pick another name")
+                    raise ValueError(
+                        f"{key} key {name!r} clashes with a built-in child, client method or command; pick another name"
+                    )
                 if name in taken:
                     raise ValueError(f"{key} key {name!r} is also a key of {taken[name]}: children need distinct names")
                 taken[name] = key
@@ -187,7 +196,7 @@ class Renode(Driver):
         :raises RenodeStateError: the target is off.
         """
         async with self._target.instance("reset the machine") as instance:
-            await instance.execute("machine Reset")
+            await instance.reset()
 
     @export
     async def monitor_cmd(self, command: str) -> str:
@@ -204,6 +213,7 @@ class Renode(Driver):
             )
         commands.check_line(command)
         async with self._target.instance("run a monitor command") as instance:
+            await instance.execute("jumpstarter_settle")  # the command may pause: see inside_renode/machine.py
             return await instance.execute(command)
 
     # -- virtual time ----------------------------------------------------------------------------
@@ -258,8 +268,8 @@ class Renode(Driver):
         expect.check_pattern(pattern)
         if fail_on is None:
             fail_on = []
-        if not isinstance(fail_on, list):
-            raise ValueError(f"fail_on must be a list of regular expressions: {fail_on!r}")
+        if not isinstance(fail_on, list) or len(fail_on) > expect.MAX_FAIL_ON:
+            raise ValueError(f"fail_on must be a list of at most {expect.MAX_FAIL_ON} regular expressions: {fail_on!r}")
         for item in fail_on:
             expect.check_pattern(item, "fail_on pattern")
         timeout = expect.check_timeout(timeout)
@@ -280,7 +290,13 @@ class Renode(Driver):
         if len(data) > 65536:
             raise ValueError("data is longer than 65536 characters: send it in parts")
         async with self._target.instance("write to a UART"):
-            await self._target.channels[console].write(data.encode())
+            try:
+                with anyio.fail_after(self.command_timeout):  # a Renode that stopped reading its PTY
+                    await self._target.channels[console].write(data.encode())
+            except TimeoutError:
+                raise RenodeTimeoutError(
+                    f"Renode did not read {uart or MAIN_CONSOLE}'s input within {self.command_timeout:g}s"
+                ) from None
 
     @export
     def output_tail(self, uart: str | None = None, lines: int = 50) -> str:

@@ -18,6 +18,7 @@ from .errors import RenodeError
 
 MAX_TIMEOUT = 100 * 3600.0  # virtual seconds; like run_for
 MAX_PATTERN = 4096
+MAX_FAIL_ON = 16
 
 
 HELPERS = ("expect.py", "gpio.py", "machine.py")  # in this order: gpio.py uses what expect.py defines
@@ -30,6 +31,11 @@ def helper_script(name: str = "expect.py") -> Path:
 
 def include_helpers() -> list[str]:
     return [f"include {path_token(helper_script(name))}" for name in HELPERS]
+
+
+def forget(peripheral: str) -> str:
+    """Drop the output recorded so far (after a reset, expect the new boot, not the last one)."""
+    return f'jumpstarter_forget "{check_peripheral(peripheral, "uart")}"'
 
 
 def watch(peripheral: str, terminal: str) -> str:
@@ -86,6 +92,7 @@ class ExpectReply:
     matched: str
     tail: str
     failing: int | None = None  # which fail_on pattern matched
+    delivered: int = 0  # input bytes Renode had received from the console's PTY
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -107,4 +114,4 @@ def parse_reply(output: str) -> ExpectReply:
     outcome, failing = m[1], None
     if outcome.startswith("fail"):
         outcome, failing = "fail", int(outcome[4:])
-    return ExpectReply(outcome, int(m[2]) / 1e9, int(m[3]) / 1e9, _unhex(m[4]), _unhex(m[5]), failing)
+    return ExpectReply(outcome, int(m[2]) / 1e9, int(m[3]) / 1e9, _unhex(m[4]), _unhex(m[5]), failing, int(m[6]))

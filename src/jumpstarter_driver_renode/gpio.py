@@ -84,9 +84,10 @@ class RenodeButton(Driver):
     def client(cls) -> str:
         return "jumpstarter_driver_renode.client.RenodeButtonClient"
 
-    async def _run(self, line: str, action: str) -> GpioReply:
+    async def _run(self, line: str, action: str, waits: bool = False) -> GpioReply:
         async with self.parent.target.instance(action) as instance:
-            return parse_reply(await instance.execute(line, timeout=self.parent.expect_host_timeout + 30))
+            run = instance.execute_wait if waits else instance.execute
+            return parse_reply(await run(line, _limit(self.parent, waits)))
 
     @export
     async def on(self) -> None:
@@ -112,7 +113,7 @@ class RenodeButton(Driver):
         if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds <= MAX_TIMEOUT:
             raise ValueError(f"seconds must be between 0 and {MAX_TIMEOUT:.0f} (virtual): {seconds!r}")
         line = button_hold(self.peripheral, seconds, self.parent.expect_host_timeout)
-        reply = await self._run(line, "press a button")
+        reply = await self._run(line, "press a button", waits=True)
         if reply.outcome == "host-timeout":
             raise TimeoutError(_host_limit(reply))
         return reply.time
@@ -130,9 +131,10 @@ class RenodeLed(Driver):
     def client(cls) -> str:
         return "jumpstarter_driver_renode.client.RenodeLedClient"
 
-    async def _run(self, line: str, action: str) -> GpioReply:
+    async def _run(self, line: str, action: str, waits: bool = False) -> GpioReply:
         async with self.parent.target.instance(action) as instance:
-            return parse_reply(await instance.execute(line, timeout=self.parent.expect_host_timeout + 30))
+            run = instance.execute_wait if waits else instance.execute
+            return parse_reply(await run(line, _limit(self.parent, waits)))
 
     @export
     async def read_pin(self) -> int:
@@ -142,7 +144,7 @@ class RenodeLed(Driver):
     async def _wait(self, edge: str, timeout: float | None, what: str) -> float:
         seconds = _wait_timeout(timeout)
         line = led_wait(self.peripheral, edge, seconds, self.parent.expect_host_timeout)
-        reply = await self._run(line, "wait for an LED")
+        reply = await self._run(line, "wait for an LED", waits=True)
         if reply.outcome == "timeout":
             raise TimeoutError(
                 f"LED {self.label} ({self.peripheral}) did not {what} within {seconds:g} s of virtual time "
@@ -169,6 +171,11 @@ class RenodeLed(Driver):
         if edge_type not in EDGES:
             raise ValueError(f"edge_type must be one of {', '.join(EDGES)}: {edge_type!r}")
         return await self._wait(edge_type, timeout, f"show a {edge_type} edge")
+
+
+def _limit(parent: Renode, waits: bool) -> float:
+    """How long Renode may take to answer: a wait runs the board (twice the host limit: run, then pause)."""
+    return 2 * parent.expect_host_timeout + parent.command_timeout if waits else parent.command_timeout
 
 
 def _host_limit(reply: GpioReply) -> str:

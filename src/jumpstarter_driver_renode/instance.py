@@ -360,10 +360,11 @@ class RenodeInstance:
         self._reading = True
 
     async def resume(self) -> None:
-        await self.monitor.execute("start")
+        await self.monitor.execute("jumpstarter_start")  # `start` without its 100 ms sleep: inside_renode/machine.py
         self.running = True
 
     async def pause(self) -> None:
+        await self.monitor.execute("jumpstarter_settle")
         await self.monitor.execute("pause")
         self.running = False
 
@@ -381,14 +382,27 @@ class RenodeInstance:
         Input written to the console before the call reaches the UART before the machine runs.
         """
         channel = self.channels[console]
-        line = expect.expect_command(self.spec.uarts[console], pattern, fail_on, timeout, host_timeout, channel.written)
-        return expect.parse_reply(await self.monitor.execute(line, timeout=host_timeout + self.spec.command_timeout))
+        written = channel.written
+        line = expect.expect_command(self.spec.uarts[console], pattern, fail_on, timeout, host_timeout, written)
+        # Renode's helper may spend 5 s waiting for input, then the host limit twice (run, then pause).
+        limit = 5 + 2 * host_timeout + self.spec.command_timeout
+        reply = expect.parse_reply(await self.execute_wait(line, limit))
+        if reply.delivered < written:
+            logger.warning(
+                "%s: Renode had received %d of the %d input bytes written when the wait began: the rest reached "
+                "the firmware later than the virtual time of the call",
+                console,
+                reply.delivered,
+                written,
+            )
+        return reply
 
     async def virtual_time(self) -> float:
         return parse_virtual_time(await self.monitor.execute("currentTime"))
 
     async def save(self, path: Path) -> None:
         """Save the emulation, and beside it where its terminals' links are (a Load recreates them there)."""
+        await self.monitor.execute("jumpstarter_settle")
         await self.monitor.execute("jumpstarter_unhook")
         try:
             await self.monitor.execute(commands.save_snapshot(path), timeout=self.spec.startup_timeout)
@@ -405,6 +419,7 @@ class RenodeInstance:
         """
         was_running = self.running
         self._detach_channels()
+        await self.monitor.execute("jumpstarter_settle")
         await self.monitor.execute("Clear")
         self.running = False
         await self.monitor.execute(commands.load_snapshot(path), timeout=self.spec.startup_timeout)
@@ -462,12 +477,31 @@ class RenodeInstance:
             await self.pause()  # LoadELF refuses an unpaused machine
         await self._load(firmware)
         self.firmware = firmware
-        await self.monitor.execute("machine Reset")
+        await self.reset()
         if was_running:
             await self.resume()
 
+    async def reset(self) -> None:
+        """`machine Reset` (it pauses the machine for the reset: not sooner after a start than `start` allows).
+
+        Waits for output match what the board prints from now on, not the previous boot's lines.
+        """
+        await self.monitor.execute("jumpstarter_settle")
+        for peripheral in self.spec.uarts.values():  # before: the new boot prints at once
+            await self.monitor.execute(expect.forget(peripheral))
+        await self.monitor.execute("machine Reset")
+
     async def execute(self, command: str, timeout: float | None = None) -> str:
         return await self.monitor.execute(command, timeout)
+
+    async def execute_wait(self, command: str, timeout: float) -> str:
+        """A command that runs the board until something happens (bounded by its host time limit).
+
+        Shielded: a client that gives up mid-wait (Ctrl-C) must not leave Renode answering a command
+        nobody reads, or the next command would take that answer, time out, and fail the target.
+        """
+        with anyio.CancelScope(shield=True):
+            return await self.monitor.execute(command, timeout)
 
     def why_failed(self) -> str:
         """How this Renode failed: its monitor's breakage (if any), then the process state and log tail."""

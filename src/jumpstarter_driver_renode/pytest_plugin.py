@@ -337,7 +337,19 @@ def renode_booted(request: pytest.FixtureRequest, renode_target: RenodeClient) -
 
 @pytest.fixture
 def renode(renode_booted: RenodeClient) -> RenodeClient:
-    """The booted target, restored to snapshot `pytest-booted` (paused, just after boot) for this test."""
+    """The booted target, restored to snapshot `pytest-booted` (paused, just after boot) for this test.
+
+    Whatever the previous test did: resumed the board (a restore keeps the run state, so it is paused
+    first), powered it off or left it failed (powered on again; the snapshot stays in its work dir).
+    """
+    from jumpstarter.client.core import DriverError
+
+    try:
+        renode_booted.pause()
+    except DriverError:  # off, or its Renode died: a power-on starts a new one
+        renode_booted.power.off()
+        renode_booted.power.on()
+        renode_booted.pause()
     renode_booted.restore_snapshot(SNAPSHOT)
     return renode_booted
 

@@ -99,9 +99,9 @@ class UartChannel:
         attachment = _Attachment(fd, asyncio.get_running_loop())
         self._attachment = attachment
         self.written = 0
+        self._history.clear()  # what the board printed since power-on or the last restore
         if fresh:
             self._backlog.clear()
-            self._history.clear()
             self._dropped = 0
         # A task rather than a task group: it must outlive the call that powered the target on.
         attachment.task = attachment.loop.create_task(self._run_pump(attachment), name=f"uart-{self.name}")
@@ -113,7 +113,7 @@ class UartChannel:
             attachment.close()
 
     def recent(self, lines: int) -> str:
-        """The last `lines` lines printed since power-on (of the last 64 KiB), whoever read them."""
+        """The last `lines` lines printed since power-on or the last restore (of the last 64 KiB)."""
         text = self._history.decode("utf-8", "replace").replace("\r\n", "\n")
         return "\n".join(text.splitlines()[-lines:])
 

@@ -13,11 +13,13 @@ import re
 
 from Antmicro.Renode.Core import EmulationManager
 from Antmicro.Renode.Time import TimeInterval
-from System import Action
+from System import Action, Object
 from System.Threading import ManualResetEvent
+from System.Threading import Monitor as Lock
 
-PENDING_LIMIT = 65536  # characters kept for matching; older output is dropped
+PENDING_LIMIT = 65536  # characters kept for matching (trimmed back to this at twice as many)
 LIVE_WINDOW = 4096  # while the machine runs, a match is looked for in the last this many characters
+LOOK_BEHIND = 256  # ...with this much before them, so `^`, `\b` and lookbehinds see what precedes
 TAIL_LINES = 10
 TIMEOUT_NAME = "jumpstarter-expect timeout"
 
@@ -88,16 +90,18 @@ class Wait(object):
         # The machine pauses itself where the wait ends (on its CPU thread); the rest of the
         # emulation follows at the next sync point, which this event reports.
         paused = emulation.GetStartedStateChangedEvent(False) if self.pause else None
-        if not emulation.IsStarted:
-            emulation.StartAll()
-        if not self.done.WaitOne(int(host_ms)):
-            self.result = ("host-timeout", None, _now_ns(machine))
-            if self.pause:
+        try:
+            if not emulation.IsStarted:
+                emulation.StartAll()
+            if not self.done.WaitOne(int(host_ms)):
+                self.result = ("host-timeout", None, _now_ns(machine))
+                if self.pause:
+                    emulation.PauseAll()
+            elif paused is not None and not paused.WaitOne(int(host_ms)):
+                self.result = ("host-timeout", None, _now_ns(machine))
                 emulation.PauseAll()
-        elif paused is not None and not paused.WaitOne(int(host_ms)):
-            self.result = ("host-timeout", None, _now_ns(machine))
-            emulation.PauseAll()
-        _drop_timeouts(machine)
+        finally:
+            _drop_timeouts(machine)
         return self.result
 
 
@@ -106,26 +110,34 @@ def _paused():
 
 
 class Watch(object):
-    """One UART's output since the last match, and the input its terminal delivered."""
+    """One UART's output since the last match, and the input its terminal delivered.
+
+    The emulation's thread appends (printed); the monitor's thread reads and consumes, under `lock`.
+    Positions are absolute (`base` is the position of text[0]): trimming never moves a match's end.
+    """
 
     def __init__(self, machine, uart, terminal):
         self.machine = machine
+        self.uart = uart
         self.terminal = terminal
+        self.lock = Object()
         self.text = []
         self.times = []
+        self.base = 0
         self.delivered = 0
         self.wait = None
         self.patterns = []  # [wanted, failing...] of the wait in progress
-        uart.CharReceived += self.printed  # a UART's CharReceived is never serialized
         self.hook()
 
-    # A terminal's CharReceived is serialized with the terminal: `Save` fails on a Python handler in it,
-    # so the driver unhooks the terminals around `Save`.
+    # Some peripherals serialize their event handlers (a terminal's CharReceived always is): `Save`
+    # fails on a Python handler in them, so the driver unhooks everything around `Save`.
     def hook(self):
+        self.uart.CharReceived += self.printed
         if self.terminal is not None:
             self.terminal.CharReceived += self.typed
 
     def unhook(self):
+        self.uart.CharReceived -= self.printed
         if self.terminal is not None:
             self.terminal.CharReceived -= self.typed
 
@@ -134,21 +146,59 @@ class Watch(object):
 
     def printed(self, value):
         now = _now_ns(self.machine)
-        self.text.append(chr(int(value)))
-        self.times.append(now)
-        if len(self.text) > PENDING_LIMIT:
-            del self.text[: len(self.text) - PENDING_LIMIT]
-            del self.times[: len(self.times) - PENDING_LIMIT]
-        wait = self.wait
-        if wait is not None and wait.result is None:
-            # Nothing matched before this character, so a match now ends here: search only the recent
-            # output, once per pattern (the whole backlog was searched when the wait began).
-            recent = "".join(self.text[-LIVE_WINDOW:])
-            for index, pattern in enumerate(self.patterns):
-                if pattern.search(recent) is not None:
-                    outcome = "match" if index == 0 else "fail%d" % (index - 1)
-                    wait.finish((outcome, len(self.text), now))
-                    break
+        found = None
+        Lock.Enter(self.lock)
+        try:
+            self.text.append(chr(int(value)))
+            self.times.append(now)
+            if len(self.text) > 2 * PENDING_LIMIT:
+                cut = len(self.text) - PENDING_LIMIT
+                del self.text[:cut]
+                del self.times[:cut]
+                self.base += cut
+            wait = self.wait
+            if wait is not None and wait.result is None:
+                # Nothing matched before this character, so a match now ends here: search the recent
+                # output only (the whole backlog was searched when the wait began).
+                recent = "".join(self.text[-(LIVE_WINDOW + LOOK_BEHIND) :])
+                start = max(0, len(recent) - LIVE_WINDOW)
+                for index, pattern in enumerate(self.patterns):
+                    if pattern.search(recent, start) is not None:
+                        outcome = "match" if index == 0 else "fail%d" % (index - 1)
+                        found = (wait, (outcome, self.base + len(self.text), now))
+                        break
+        finally:
+            Lock.Exit(self.lock)
+        if found is not None:
+            found[0].finish(found[1])
+
+    def snapshot(self):
+        Lock.Enter(self.lock)
+        try:
+            return "".join(self.text), list(self.times), self.base
+        finally:
+            Lock.Exit(self.lock)
+
+    def consume(self, end):
+        """Forget the output up to absolute position `end`."""
+        Lock.Enter(self.lock)
+        try:
+            count = max(0, min(end - self.base, len(self.text)))
+            del self.text[:count]
+            del self.times[:count]
+            self.base += count
+        finally:
+            Lock.Exit(self.lock)
+
+    def start_wait(self, wait, patterns):
+        """Arm the live check, then look at the backlog: no character falls between the two."""
+        Lock.Enter(self.lock)
+        try:
+            self.patterns = patterns
+            self.wait = wait
+            return "".join(self.text), list(self.times), self.base
+        finally:
+            Lock.Exit(self.lock)
 
 
 watches = {}
@@ -197,6 +247,12 @@ def _drop_timeouts(machine):
             clock.TryRemoveClockEntry(entry.Handler)
 
 
+def mc_jumpstarter_forget(uart_name):
+    """Forget the output recorded so far (the board was reset or re-flashed)."""
+    watch = _watch(uart_name)
+    watch.consume(watch.base + len(watch.text) + 2 * PENDING_LIMIT)
+
+
 def mc_jumpstarter_expect(uart_name, pattern_hex, failing_hex, timeout_ns, host_ms, delivered):
     """Run until the pattern is printed, a failing pattern is, or the virtual timeout passes.
 
@@ -215,28 +271,30 @@ def mc_jumpstarter_expect(uart_name, pattern_hex, failing_hex, timeout_ns, host_
         host_deadline.WaitOne(10)
     patterns = [re.compile(_unhex(pattern_hex))]
     patterns += [re.compile(_unhex(item)) for item in str(failing_hex).split(",") if item and item != "-"]
-    found = _earliest(patterns, "".join(watch.text))
-    if found is not None:
-        outcome = "match" if found[0] == 0 else "fail%d" % (found[0] - 1)
-        result = (outcome, found[1], watch.times[found[1] - 1] if found[1] else _now_ns(machine))
-    elif int(timeout_ns) == 0:
-        result = ("timeout", None, _now_ns(machine))
-    else:
-        watch.patterns = patterns
-        watch.wait = Wait(machine, pause=_paused())
-        try:
-            result = watch.wait.run(timeout_ns, host_ms, lambda: ("timeout", None, _now_ns(machine)))
-        finally:
-            watch.wait = None
+    wait = Wait(machine, pause=_paused())
+    try:
+        text, times, base = watch.start_wait(wait, patterns)
+        found = _earliest(patterns, text)
+        if found is not None:
+            outcome = "match" if found[0] == 0 else "fail%d" % (found[0] - 1)
+            wait.finish((outcome, base + found[1], times[found[1] - 1] if found[1] else _now_ns(machine)))
+        elif int(timeout_ns) == 0:
+            wait.finish(("timeout", None, _now_ns(machine)))
+        result = wait.result
+        if result is None:
+            result = wait.run(timeout_ns, host_ms, lambda: ("timeout", None, _now_ns(machine)))
+    finally:
+        watch.wait = None
     outcome, end, when = result
-    text = "".join(watch.text)
+    text, _, base = watch.snapshot()
     matched = ""
     if end is not None:
         index = 0 if outcome == "match" else 1 + int(outcome[4:])
-        matched = patterns[index].search(text, 0, end).group(0)
+        found = patterns[index].search(text, 0, max(0, end - base))
+        matched = found.group(0) if found is not None else ""
         if outcome == "match":
-            del watch.text[:end]
-            del watch.times[:end]
+            watch.consume(end)
+            text = text[max(0, end - base) :]
     tail = "\n".join(text.splitlines()[-TAIL_LINES:])
     print(
         "jumpstarter-expect %s %d %d %s %s %d"

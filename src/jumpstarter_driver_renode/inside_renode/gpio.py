@@ -49,9 +49,11 @@ def mc_jumpstarter_button_hold(name, hold_ns, host_ms):
         button.Release()
         return ("released", None, _now_ns(machine))  # noqa: F821
 
-    outcome, _, when = wait.run(hold_ns, host_ms, release)
-    if outcome == "host-timeout":
-        button.Release()
+    try:
+        outcome, _, when = wait.run(hold_ns, host_ms, release)
+    finally:
+        if button.Pressed:  # the wait ended some other way (host time limit, an error)
+            button.Release()
     _report(outcome, button.Pressed, when, machine)
 
 
@@ -72,21 +74,23 @@ def mc_jumpstarter_led_wait(name, edge, timeout_ns, host_ms):
     machine, led = _gpio(name, "led")
     if edge not in ("active", "inactive", "rising", "falling", "any"):
         raise Exception("unknown edge %s" % edge)
-    if edge in ("active", "inactive") and _wanted(edge, led.State):
-        _report("level", led.State, _now_ns(machine), machine)  # noqa: F821
-        return
-    if int(timeout_ns) == 0:
-        _report("timeout", led.State, _now_ns(machine), machine)  # noqa: F821
-        return
     wait = Wait(machine, _paused())  # noqa: F821
 
     def changed(_, state):
         if _wanted(edge, state):
             wait.finish(("edge", None, _now_ns(machine)))  # noqa: F821
 
+    # Listen first, then look at the level: a change in between is seen one way or the other.
     led.StateChanged += changed
     try:
-        outcome, _, when = wait.run(timeout_ns, host_ms, lambda: ("timeout", None, _now_ns(machine)))  # noqa: F821
+        if edge in ("active", "inactive") and _wanted(edge, led.State):
+            wait.finish(("level", None, _now_ns(machine)))  # noqa: F821
+        elif int(timeout_ns) == 0:
+            wait.finish(("timeout", None, _now_ns(machine)))  # noqa: F821
+        result = wait.result
+        if result is None:
+            result = wait.run(timeout_ns, host_ms, lambda: ("timeout", None, _now_ns(machine)))  # noqa: F821
     finally:
         led.StateChanged -= changed
+    outcome, _, when = result
     _report(outcome, led.State, when, machine)
