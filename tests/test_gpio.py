@@ -12,6 +12,7 @@ from jumpstarter_driver_gpiod.client import DigitalInputClient, DigitalOutputCli
 
 from jumpstarter_driver_renode.client import PinState, RenodeButtonClient, RenodeLedClient
 from jumpstarter_driver_renode.driver import Renode
+from jumpstarter_driver_renode.gpio import RenodeButton, RenodeLed
 
 GPIO = {"buttons": {"user": "sysbus.gpioPortA.UserButton"}, "leds": {"green": "sysbus.gpioPortD.UserLED"}}
 
@@ -40,6 +41,23 @@ def test_a_test_written_for_gpiod_clients_passes(backend, firmware):
         client.expect_output("BOOT", timeout=1)
         hardware_test(client.user, client.green)
         client.expect_output(r"button pressed\r\nbutton released\r\nbutton pressed\r\nbutton released\r\n", 1)
+
+
+def test_gpiods_own_client_classes_drive_the_children(backend, firmware, monkeypatch):
+    """The children answer the calls of jumpstarter_driver_gpiod's clients: served with those classes,
+    the same hardware test passes (so an installed gpiod client works against them)."""
+    monkeypatch.setattr(
+        RenodeButton, "client", classmethod(lambda cls: "jumpstarter_driver_gpiod.client.DigitalOutputClient")
+    )
+    monkeypatch.setattr(
+        RenodeLed, "client", classmethod(lambda cls: "jumpstarter_driver_gpiod.client.DigitalInputClient")
+    )
+    with target(backend, autostart=False, **GPIO) as (client, _):
+        assert isinstance(client.user, DigitalOutputClient) and isinstance(client.green, DigitalInputClient)
+        client.flasher.flash(firmware().elf)
+        client.power.on()
+        client.expect_output("BOOT", timeout=1)
+        hardware_test(client.user, client.green)
 
 
 def test_press_runs_virtual_time_and_the_led_follows_exactly(backend, firmware):

@@ -209,14 +209,20 @@ def test_the_reset_macro_reboots_the_image(session, firmware):
     pty.expect(fw.banner)
 
 
-def test_restored_terminal_is_dead_until_reconnected(session, firmware):
-    fw = firmware()
+def saved_and_loaded(session, fw) -> Path:
+    """A board with the firmware loaded, saved, cleared and loaded back; the UART terminal's link."""
     link = board(session, fw)
     session.run(f"sysbus LoadELF @{fw.elf}")
     session.run(f"Save @{session.tmp}/snap.save")
     session.run("Clear", b"(monitor) ")
     session.run(f"Load @{session.tmp}/snap.save", b"(monitor) ")
     session.run('mach set "m"')
+    return link
+
+
+def test_restored_terminal_is_dead_until_reconnected(session, firmware):
+    fw = firmware()
+    link = saved_and_loaded(session, fw)
     pty = Pty(link)  # the restored terminal's new PTY, at the same link
     session.run("start")
     os.write(pty.fd, b"hello\r")
@@ -229,12 +235,7 @@ def test_restored_terminal_is_dead_until_reconnected(session, firmware):
 
 def restored_and_started(session, fw) -> Pty:
     """A board saved, cleared, loaded back and started, with the `reset` macro registered again."""
-    link = board(session, fw)
-    session.run(f"sysbus LoadELF @{fw.elf}")
-    session.run(f"Save @{session.tmp}/snap.save")
-    session.run("Clear", b"(monitor) ")
-    session.run(f"Load @{session.tmp}/snap.save", b"(monitor) ")
-    session.run('mach set "m"')
+    link = saved_and_loaded(session, fw)
     session.run(f'macro reset "sysbus LoadELF @{fw.elf}"')
     session.run(f"connector Disconnect {fw.console} term")
     session.run(f"connector Connect {fw.console} term")

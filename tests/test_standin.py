@@ -610,19 +610,28 @@ class ExpectSession:
     def __init__(self, fw, link):
         self.c = Console("--plain", version=RENODE_116)
         self.link = link
-        self.c.take(b"(monitor) ")
-        for line in (
-            'mach create "m"',
-            "machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl",
-            'emulation CreateUartPtyTerminal "term_usart2" "%s" true' % link,
-            "connector Connect sysbus.usart2 term_usart2",
-            "sysbus LoadELF @%s" % fw.elf,
-            "include @%s" % EXPECT_PY,
-            'jumpstarter_watch "sysbus.usart2" "term_usart2"',
-        ):
-            assert self.cmd(line) == ""
-        self.pty = os.open(str(link), os.O_RDWR | os.O_NOCTTY)
+        self.pty = None
         self.typed = 0
+        try:
+            self.c.take(b"(monitor) ")
+            for line in (
+                'mach create "m"',
+                "machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl",
+                'emulation CreateUartPtyTerminal "term_usart2" "%s" true' % link,
+                "connector Connect sysbus.usart2 term_usart2",
+                "sysbus LoadELF @%s" % fw.elf,
+                "include @%s" % EXPECT_PY,
+                'jumpstarter_watch "sysbus.usart2" "term_usart2"',
+            ):
+                assert self.cmd(line) == ""
+            self.pty = os.open(str(link), os.O_RDWR | os.O_NOCTTY)
+            self.setup()
+        except BaseException:
+            self.close()  # no stand-in left behind
+            raise
+
+    def setup(self):
+        """More set-up for subclasses."""
 
     def cmd(self, line):
         self.c.send(line.encode() + b"\n")
@@ -748,3 +757,457 @@ def test_scheduled_actions_and_precise_pause_in_virtual_time(firmware, tmp_path)
         assert s.virtual_time() == ns_time(300_000_000)
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Buttons and LEDs (Miscellaneous.Button / LED) and the project firmware's LED following its button
+
+GPIO_PY = HERE.parent / "src" / "jumpstarter_driver_renode" / "inside_renode" / "gpio.py"
+BUTTON = "sysbus.gpioPortA.UserButton"
+LED = "sysbus.gpioPortD.UserLED"
+
+
+def test_button_and_led_monitor_commands(tmp_path):
+    """Bytes as real Renode 1.16.1 printed them (plain mode, firmware/README.md), on the STM32F4 Discovery kit."""
+    c = Console("--plain", version=RENODE_116)
+    try:
+        c.take(b"(monitor) ")
+
+        def cmd(line):
+            c.send(line.encode() + b"\n")
+            out = c.take(b"(m0) ")
+            assert out.startswith(line.encode() + b"\n\r")
+            return out[len(line) + 2 : -len(b"(m0) ")].decode()
+
+        c.send(b'mach create "m0"\n')
+        c.take(b"(m0) ")
+        assert cmd("machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl") == ""
+        assert cmd("%s Pressed" % BUTTON) == "False\r\r\n"
+        assert cmd("%s Press" % BUTTON) == ""
+        assert cmd("%s State" % LED) == "False\r\r\n"  # no firmware runs: the LED never changes
+        assert cmd("%s Pressed" % BUTTON) == "True\r\r\n"
+        assert cmd("%s Release" % BUTTON) == ""
+        assert cmd("%s Pressed" % BUTTON) == "False\r\r\n"
+        assert cmd("%s Toggle" % BUTTON) == ""
+        assert cmd("%s Pressed" % BUTTON) == "True\r\r\n"
+        assert cmd("%s PressAndRelease" % BUTTON) == ""
+        assert cmd("gpioPortA.UserButton Pressed") == "False\r\r\n"  # `using sysbus.`
+        assert cmd("%s State False" % LED) == "False\r\r\n"  # read-only: the value is ignored
+        assert cmd("sysbus.gpioPortD.NoSuch State") == "No such command or device: sysbus.gpioPortD.NoSuch\r\n"
+        assert cmd("%s Press" % LED) == (
+            (ERROR_HEADER % ("%s Press" % LED)) + "%s does not provide a field, method or property Press.\r\n" % LED
+        )
+        assert cmd("%s State" % BUTTON) == (
+            (ERROR_HEADER % ("%s State" % BUTTON))
+            + "%s does not provide a field, method or property State.\r\n" % BUTTON
+        )
+        assert cmd("UserLED State") == "No such command or device: UserLED\r\n"
+        assert cmd("sysbus.UserButton Press") == "No such command or device: sysbus.UserButton\r\n"
+        # the rest of the kit (stm32f4_discovery-additional_gpios.repl)
+        assert cmd("sysbus.gpioPortA.externalButton Press") == ""
+        assert cmd("sysbus.gpioPortA.externalLed State") == "False\r\r\n"
+        # the Python API: every facade has its .NET type; only buttons and LEDs have their members
+        types = "print([self.Machine[n].GetType().Name for n in ('%s', '%s', 'sysbus.usart2', 'sysbus')])"
+        assert cmd('python "%s"' % (types % (BUTTON, LED))) == "['Button', 'LED', 'STM32_UART', 'SystemBus']\r\r\n"
+        members = "print([hasattr(self.Machine['%s'], m) for m in ('Press', 'Pressed', 'State', 'StateChanged')])"
+        assert cmd('python "%s"' % (members % BUTTON)) == "[True, True, False, True]\r\r\n"
+        assert cmd('python "%s"' % (members % LED)) == "[False, False, True, True]\r\r\n"
+        assert cmd('python "%s"' % (members % "sysbus.usart2")) == "[False, False, False, False]\r\r\n"
+        assert cmd("python \"self.Machine['sysbus.gpioPortD.NoSuch']\"").endswith(
+            "Could not find node 'sysbus.gpioPortD.NoSuch', the longest matching was 'sysbus.gpioPortD'.\r\n"
+        )
+    finally:
+        kill(c.proc)
+
+
+def test_button_and_led_errors_in_colour():
+    c = Console(version=RENODE_116)
+    try:
+        c.take(b"(monitor) \x1b[0m")
+        c.send(b'mach create "m0"; machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl\n')
+        c.take(b"(m0) \x1b[0m")
+        c.send(b"%s Press\n" % LED.encode())
+        assert c.take(b"(m0) \x1b[0m") == (
+            b"%s Press\n\r\x1b[;031mThere was an error executing command '%s Press'\r\n\x1b[0m"
+            b"\x1b[;031m%s does not provide a field, method or property Press.\r\n\x1b[0m\x1b[33;1m(m0) \x1b[0m"
+            % (LED.encode(), LED.encode(), LED.encode())
+        )
+    finally:
+        kill(c.proc)
+
+
+class GpioSession(ExpectSession):
+    """ExpectSession with gpio.py included too, and Python lists of the button's and the LED's events."""
+
+    def setup(self):
+        assert self.cmd("include @%s" % GPIO_PY) == ""
+        for code in (
+            "button = self.Machine['%s']; led = self.Machine['%s']" % (BUTTON, LED),
+            "pressed = []; lit = []",
+            "led.StateChanged += lambda sender, state: lit.append((sender is led, state))",
+        ):
+            assert self.cmd('python "%s"' % code) == ""
+
+    def py(self, code):
+        return self.cmd('python "print(%s)"' % code)
+
+    def led(self):
+        return self.cmd("%s State" % LED)
+
+
+def test_led_follows_the_button_with_the_project_firmware(firmware, tmp_path):
+    """While the machine runs, each change of the button lights or darkens the LED and prints one line
+    (the firmware's EXTI0 interrupt), at the virtual time of the change."""
+    fw = firmware()
+    s = GpioSession(fw, tmp_path / "uart")
+    try:
+        assert s.cmd("start") == "Starting emulation...\r\n\r"
+        assert s.expect("BOOT")[0] == "match"
+        assert s.cmd('python "button.StateChanged += lambda state: pressed.append(state)"') == ""
+        assert s.cmd("%s Press" % BUTTON) == ""
+        assert s.py("pressed") == "[True]\r\r\n"  # raised at once, on the caller's thread
+        outcome, pressed_ns, _, _ = s.expect("button pressed\r\n")
+        assert outcome == "match"
+        assert s.led() == "True\r\r\n"  # set before the line was printed
+        assert s.cmd("%s Release" % BUTTON) == ""
+        outcome, released_ns, _, _ = s.expect("button released\r\n")
+        assert outcome == "match" and released_ns >= pressed_ns
+        assert s.led() == "False\r\r\n"
+        assert s.py("pressed, lit") == "[True, False] [(True, True), (True, False)]\r\r\n"
+        # a press with nothing changed raises the button's event again, and the LED's not at all
+        assert s.cmd('python "button.Release()"; %s State' % LED) == "False\r\r\n"
+        assert s.py("pressed, lit") == "[True, False, False] [(True, True), (True, False)]\r\r\n"
+        assert read_fd_until(s.pty, lambda b: b.endswith(b"released\r\n")) == (
+            fw.banner + b"\r\nbutton pressed\r\nbutton released\r\n"
+        )
+        # the lines come between whole lines of the firmware's other output
+        s.type(b"ticks on\r")
+        s.expect("tick 2")
+        s.cmd("%s Press" % BUTTON)
+        s.expect("tick 4")
+        out = read_fd_until(s.pty, lambda b: b.endswith(b"tick 4\r\n"))
+        assert sorted(out.split(b"\r\n")) == sorted(
+            [b"echo: ticks on", b"tick 1", b"tick 2", b"tick 3", b"tick 4", b"button pressed", b""]
+        )
+    finally:
+        s.close()
+
+
+def test_press_while_paused_is_handled_when_the_machine_runs(firmware, tmp_path):
+    """Pressed changes at once; the LED and the line come when the machine runs, at the virtual time it was
+    paused at; gpio.py's LED wait stops the machine exactly at the LED's change."""
+    fw = firmware()
+    s = GpioSession(fw, tmp_path / "uart")
+    try:
+        assert s.expect("nothing", timeout_ns=50_000_000)[:3] == ("timeout", 50_000_000, 50_000_000)
+        assert read_fd_until(s.pty, lambda b: b.endswith(b"\r\n")) == fw.banner + b"\r\n"
+        assert s.cmd("%s Press" % BUTTON) == ""
+        assert s.cmd("%s Pressed; %s State" % (BUTTON, LED)) == "True\r\r\nFalse\r\r\n"
+        time.sleep(0.1)
+        assert s.led() == "False\r\r\n"  # paused: the firmware has not run
+        out = s.cmd('jumpstarter_led_wait "%s" "rising" "1000000000" "30000"' % LED)
+        assert out == "jumpstarter-gpio edge 1 50000000 50000000\r\r\n"
+        assert s.led() == "True\r\r\n" and s.virtual_time() == ns_time(50_000_000)
+        assert s.py("lit") == "[(True, True)]\r\r\n"
+        # stopped right at the LED's write: the line is printed when the machine runs again, at that time
+        assert select.select([s.pty], [], [], 0.2)[0] == []
+        assert s.expect("button pressed\r\n")[:3] == ("match", 50_000_000, 50_000_000)
+        assert read_fd_until(s.pty, lambda b: b.endswith(b"\r\n")) == b"button pressed\r\n"
+        # a release while paused, then input: the button's interrupt comes first
+        assert s.cmd("%s Release" % BUTTON) == ""
+        s.type(b"hi\r")
+        assert s.expect("echo: hi\r\n")[:3] == ("match", 50_000_000, 50_000_000)
+        assert read_fd_until(s.pty, lambda b: b.endswith(b"hi\r\n")) == b"button released\r\necho: hi\r\n"
+        assert s.led() == "False\r\r\n"
+        # gpio.py's button commands
+        assert s.cmd('jumpstarter_button "%s" "press"' % BUTTON) == "jumpstarter-gpio press 1 50000000 50000000\r\r\n"
+        out = s.cmd('jumpstarter_led_wait "%s" "active" "1000000000" "30000"' % LED)
+        assert out == "jumpstarter-gpio edge 1 50000000 50000000\r\r\n"
+        out = s.cmd('jumpstarter_button_hold "%s" "20000000" "30000"' % BUTTON)  # already pressed: no edge
+        assert out == "jumpstarter-gpio released 0 70000000 70000000\r\r\n"
+        assert s.expect("button released")[:3] == ("match", 70_000_000, 70_000_000)
+    finally:
+        s.close()
+
+
+def test_press_before_the_first_start_lights_the_led_from_boot(firmware, tmp_path):
+    """Measured on 1.16.1: the firmware reads the button at boot and sets the LED silently."""
+    fw = firmware()
+    s = GpioSession(fw, tmp_path / "uart")
+    try:
+        assert s.cmd("%s Press" % BUTTON) == ""
+        assert s.led() == "False\r\r\n"
+        assert s.expect("BOOT")[:3] == ("match", 0, 0)
+        assert s.led() == "True\r\r\n"
+        assert s.py("lit") == "[(True, True)]\r\r\n"
+        assert s.expect("nothing", timeout_ns=50_000_000)[0] == "timeout"
+        assert read_fd_until(s.pty, lambda b: b.endswith(b"\r\n")) == fw.banner + b"\r\n"
+        assert select.select([s.pty], [], [], 0.2)[0] == []  # no `button pressed`
+    finally:
+        s.close()
+
+
+def test_reset_releases_the_button_and_the_led_survives_snapshots(firmware, tmp_path):
+    fw = firmware()
+    s = GpioSession(fw, tmp_path / "uart")
+    snap = tmp_path / "s.save"
+    try:
+        assert s.cmd("%s Press" % BUTTON) == ""
+        assert s.expect("BOOT")[0] == "match"
+        # Save keeps the LED and the button (a Python handler on the LED's [Transient] event is no obstacle)
+        assert s.cmd("jumpstarter_unhook; Save @%s; jumpstarter_hook" % snap) == ""
+        # Button.Reset presses and releases (its event is raised twice); LED.Reset is silent
+        assert s.cmd('python "button.StateChanged += lambda state: pressed.append(state)"') == ""
+        assert s.cmd("machine Reset") == ""
+        assert s.cmd("%s Pressed; %s State" % (BUTTON, LED)) == "False\r\r\nFalse\r\r\n"
+        assert s.py("pressed, lit") == "[True, False] [(True, True)]\r\r\n"
+        # derived from Button.cs (not measured): its StateChanged is serialized, so a Python handler there stops Save
+        assert "Pointer or ThreadLocal or SpinLock" in s.cmd("jumpstarter_unhook; Save @%s" % (tmp_path / "x"))
+        os.close(s.pty)
+        s.pty = None
+        s.c.send(b"Clear; Load @%s\n" % str(snap).encode())
+        s.c.take(b"(monitor) ")
+        assert s.cmd('mach set "m"') == ""
+        assert s.cmd("%s Pressed; %s State" % (BUTTON, LED)) == "True\r\r\nTrue\r\r\n"
+        # the loaded firmware runs on from where it was saved (virtual time 0): it sees the release
+        assert s.cmd("%s Release" % BUTTON) == ""
+        out = s.cmd('jumpstarter_led_wait "%s" "falling" "1000000000" "30000"' % LED)
+        assert out == "jumpstarter-gpio edge 0 0 0\r\r\n"
+    finally:
+        s.close()
+
+
+def test_led_never_changes_without_the_project_firmware(tmp_path):
+    elf = tmp_path / "fw.elf"
+    elf.write_bytes(make_elf(40, payload=CORTEX_M_CODE + b"\x00" * 54))
+    c = Console("--plain", version=RENODE_116)
+    try:
+        c.take(b"(monitor) ")
+        for line in (
+            'mach create "m0"',
+            "machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl",
+            "sysbus LoadELF @%s" % elf,
+            "start",
+            "%s Press" % BUTTON,
+            'emulation RunFor "0.1"',
+        ):
+            c.send(line.encode() + b"\n")
+            c.take(b"(m0) ")
+        time.sleep(0.1)
+        c.send(b"pause; %s State\n" % LED.encode())
+        assert c.take(b"(m0) ").endswith(b"Pausing emulation...\r\n\rFalse\r\r\n(m0) ")
+    finally:
+        kill(c.proc)
+
+
+def test_gpio_py_checks_the_kind_of_a_peripheral(firmware, tmp_path):
+    s = GpioSession(firmware(), tmp_path / "uart")
+    try:
+        assert s.cmd('jumpstarter_gpio_check "%s" "led"' % LED) == ""
+        assert s.cmd('jumpstarter_gpio_check "%s" "button"' % BUTTON) == ""
+        line = 'jumpstarter_gpio_check "sysbus.usart2" "led"'
+        assert s.cmd(line) == (
+            (ERROR_HEADER % line)
+            + "Command 'jumpstarter_gpio_check sysbus.usart2 led' failed\r\n"
+            + "\tsysbus.usart2 is a STM32_UART, not an LED (Miscellaneous.LED)\r\n"
+        )
+        assert s.cmd('jumpstarter_gpio_check "%s" "button"' % LED).endswith(
+            "\t%s is a LED, not a button (Miscellaneous.Button)\r\n" % LED
+        )
+        assert s.cmd('jumpstarter_gpio_check "sysbus.gpioPortD.NoSuch" "led"').endswith(
+            "\tCould not find node 'sysbus.gpioPortD.NoSuch', the longest matching was 'sysbus.gpioPortD'.\r\n"
+        )
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Emulation.StartAll's sleep, the driver's start without it (machine.py), and the reset macro after Load
+
+MACHINE_PY = HERE.parent / "src" / "jumpstarter_driver_renode" / "inside_renode" / "machine.py"
+HALTED = "PC does not lay in memory or PC and SP are equal to zero. CPU was halted."
+
+
+def timed(s, line):
+    started = time.monotonic()
+    out = s.cmd(line)
+    return out, time.monotonic() - started
+
+
+def test_start_sleeps_100_ms_and_jumpstarter_start_does_not(firmware, tmp_path):
+    """Emulation.StartAll ends with Thread.Sleep(100) (infra commit 563b429ad): `start` and StartAll from
+    Python take 100 ms more than the work. machine.py's jumpstarter_start does what StartAll does under
+    machLock (InnerStartAll, MasterTimeSource.Start, IsStarted's private setter), by reflection, without it."""
+    fw = firmware()
+    s = ExpectSession(fw, tmp_path / "uart")
+
+    def py(code):
+        return s.cmd('python "%s"' % code)
+
+    try:
+        assert s.cmd("include @%s" % MACHINE_PY) == ""
+        assert py("from Antmicro.Renode.Core import EmulationManager; e = EmulationManager.Instance") == ""
+        out, took = timed(s, "start")
+        assert (out, took >= 0.1) == ("Starting emulation...\r\n\r", True)
+        assert read_fd_until(s.pty, lambda b: b.endswith(b"\r\n")) == fw.banner + b"\r\n"
+        assert s.cmd("pause") == "Pausing emulation...\r\n\r"
+        out, took = timed(s, 'python "e.CurrentEmulation.StartAll()"')
+        assert (out, took >= 0.1) == ("", True)
+        assert s.cmd("pause") == "Pausing emulation...\r\n\r"
+
+        # the reflection path runs: the started-state event fires, the machine runs and its clock moves
+        assert py("started = e.CurrentEmulation.GetStartedStateChangedEvent(True)") == ""
+        s.type(b"ticks on\r")
+        time.sleep(0.2)  # the typed line reaches the UART (its reader thread) before the machine runs
+        before = s.virtual_time()
+        out, took = timed(s, "jumpstarter_start")
+        assert (out, took < 0.07) == ("", True), took
+        assert py("print(e.CurrentEmulation.IsStarted, started.WaitOne(0))") == "True True\r\r\n"
+        assert read_fd_until(s.pty, lambda b: b.endswith(b"tick 2\r\n")) == b"echo: ticks on\r\ntick 1\r\ntick 2\r\n"
+        assert s.virtual_time() > before
+        # jumpstarter_settle waits out the rest of Renode's 100 ms; then `pause` stops everything
+        out, took = timed(s, "jumpstarter_settle")
+        assert out == "" and took < 0.1
+        assert s.cmd("pause") == "Pausing emulation...\r\n\r"
+        assert py("print(e.CurrentEmulation.IsStarted)") == "False\r\r\n"
+        paused_at = s.virtual_time()
+        time.sleep(0.3)
+        assert s.virtual_time() == paused_at
+        while select.select([s.pty], [], [], 0.2)[0]:  # ticks printed before the pause
+            os.read(s.pty, 4096)
+        assert select.select([s.pty], [], [], 0.3)[0] == []  # paused: no more ticks
+        # already started: nothing to do; a second start after a pause works the same
+        assert s.cmd("jumpstarter_start; jumpstarter_start") == ""
+        assert read_fd_until(s.pty, lambda b: b.endswith(b"\r\n")).startswith(b"tick ")
+        assert s.cmd("jumpstarter_settle; pause") == "Pausing emulation...\r\n\r"
+    finally:
+        s.close()
+
+
+def test_reflection_threading_and_time_api(tmp_path):
+    """The .NET API slice machine.py and expect.py use: Monitor, Object, DateTime, Thread.Sleep, reflection."""
+    script = tmp_path / "api.py"
+    script.write_text(
+        "from System import DateTime, Object\n"
+        "from System.Reflection import BindingFlags\n"
+        "from System.Threading import Monitor, Thread\n"
+        "from Antmicro.Renode.Core import EmulationManager\n"
+        "def mc_api():\n"
+        "    lock = Object()\n"
+        "    Monitor.Enter(lock); Monitor.Enter(lock); Monitor.Exit(lock); Monitor.Exit(lock)\n"
+        "    try:\n"
+        "        Monitor.Exit(lock)\n"
+        "    except Exception as e:\n"
+        "        print(type(e).__name__)\n"
+        "    begin = DateTime.UtcNow\n"
+        "    Thread.Sleep(30)\n"
+        "    print(25 <= (DateTime.UtcNow - begin).TotalMilliseconds < 1000)\n"
+        "    emulation = EmulationManager.Instance.CurrentEmulation\n"
+        "    kind, hidden = emulation.GetType(), BindingFlags.NonPublic | BindingFlags.Instance\n"
+        "    print(kind.GetMethod('InnerStartAll', hidden) is not None, kind.GetField('machLock', hidden) is not None)\n"
+        "    print(kind.GetMethod('InnerStartAll'), kind.GetMethod('NoSuch', hidden), kind.GetField('machLock'))\n"
+        "    print(kind.GetMethod('InnerStartAll', BindingFlags.NonPublic), kind.GetProperty('NoSuch'))\n"
+        "    started = kind.GetProperty('IsStarted')\n"
+        "    print(started.GetValue(emulation), started.GetSetMethod(), started.GetSetMethod(True) is not None)\n"
+        "    print(kind.GetMethod('PauseAll', BindingFlags.Public | BindingFlags.Instance).Invoke(emulation, None))\n"
+        "    register = monitor.GetType().GetMethod('RegisterResetCommand', hidden)\n"
+        "    try:\n"
+        "        register.Invoke(monitor, None)\n"
+        "    except Exception as e:\n"
+        "        print(type(e).__name__)\n"
+    )
+    c = Console("--plain", version=RENODE_116)
+    try:
+        c.take(b"(monitor) ")
+        c.send(b"include @%s\n" % str(script).encode())
+        c.take(b"(monitor) ")
+        c.send(b"api\n")
+        assert c.take(b"(monitor) ").decode().split("\r\r\n")[:-1] == [
+            "api\n\rSynchronizationLockException",
+            "True",
+            "True True",
+            "None None None",
+            "None None",
+            "False None True",
+            "None",
+            "TargetParameterCountException",
+        ]
+    finally:
+        kill(c.proc)
+
+
+def wait_file(path, text, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while True:
+        content = path.read_text() if path.exists() else ""
+        if text in content:
+            return content
+        assert time.monotonic() < deadline, "%r not in %r" % (text, content[-500:])
+        time.sleep(0.02)  # a file has no change notification: poll it
+
+
+def test_after_load_a_reset_skips_the_reset_macro_until_the_handler_is_registered_again(firmware, tmp_path):
+    """The monitor registers its reset handler (Monitor.RegisterResetCommand) for machines added to the
+    emulation; a machine from `Load` never is, so `machine Reset` neither runs the `reset` macro nor
+    warns that there is none, and a Cortex-M halts at 0 (and stays halted). machine.py's
+    jumpstarter_rearm_reset registers the handler for the selected machine."""
+    fw = firmware()
+    log, link = tmp_path / "renode.log", tmp_path / "uart"
+    c = Console("--plain", version=RENODE_116)
+    ptys = []
+
+    def cmd(line, prompt=b"(m) "):
+        c.send(line.encode() + b"\n")
+        return c.take(prompt)[len(line) + 2 : -len(prompt)].decode()
+
+    def loaded_and_started():
+        """The snapshot loaded, the `reset` macro set, started: the banner."""
+        assert cmd("Clear; Load @%s/snap.save" % tmp_path, b"(monitor) ") == ""
+        for line in (
+            'mach set "m"',
+            "logFile @%s true" % log,
+            'macro reset "sysbus LoadELF @%s"' % fw.elf,
+            "connector Disconnect sysbus.usart2 term",
+            "connector Connect sysbus.usart2 term",
+        ):
+            assert cmd(line) == ""
+        ptys.append(os.open(str(link), os.O_RDWR | os.O_NOCTTY))
+        assert cmd("start") == "Starting emulation...\r\n\r"
+        assert read_fd_until(ptys[-1], lambda b: b.endswith(b"\r\n")) == fw.banner + b"\r\n"
+        log.write_text("")
+        return ptys[-1]
+
+    try:
+        c.take(b"(monitor) ")
+        for line in (
+            'mach create "m"',
+            "machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl",
+            "logFile @%s true" % log,
+            'emulation CreateUartPtyTerminal "term" "%s" true' % link,
+            "connector Connect sysbus.usart2 term",
+            "machine Reset",  # a machine created here has the handler: no macro, so a warning
+            "sysbus LoadELF @%s" % fw.elf,
+            "Save @%s/snap.save" % tmp_path,
+        ):
+            assert cmd(line) == ""
+        wait_file(log, "No action for reset - macro m.reset is not registered.")
+
+        pty = loaded_and_started()
+        assert cmd("machine Reset") == ""
+        wait_file(log, HALTED)
+        assert "No action for reset" not in log.read_text()
+        assert select.select([pty], [], [], 0.5)[0] == []
+        assert cmd("sysbus.cpu PC") == "0x0\r\r\n"
+
+        # loaded again (not halted), and the driver registers the handler: resets run the macro again
+        pty = loaded_and_started()
+        assert cmd("include @%s" % MACHINE_PY) == ""
+        assert cmd("jumpstarter_rearm_reset") == "jumpstarter-rearm done\r\r\n"
+        assert cmd("machine Reset") == ""
+        assert read_fd_until(pty, lambda b: b.endswith(b"\r\n")) == fw.banner + b"\r\n"
+        assert cmd("sysbus.cpu PC") != "0x0\r\r\n"
+        assert HALTED not in log.read_text()
+    finally:
+        for pty in ptys:
+            os.close(pty)
+        kill(c.proc)

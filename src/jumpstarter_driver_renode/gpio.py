@@ -74,20 +74,23 @@ def _wait_timeout(timeout: float | None) -> float:
 
 
 @dataclass(kw_only=True)
-class RenodeButton(Driver):
-    """A button of the board (`buttons: {name: peripheral}`): on = pressed, off = released."""
-
+class _GpioChild(Driver):
     parent: Renode
     peripheral: str
-
-    @classmethod
-    def client(cls) -> str:
-        return "jumpstarter_driver_renode.client.RenodeButtonClient"
 
     async def _run(self, line: str, action: str, waits: bool = False) -> GpioReply:
         async with self.parent.target.instance(action) as instance:
             run = instance.execute_wait if waits else instance.execute
             return parse_reply(await run(line, _limit(self.parent, waits)))
+
+
+@dataclass(kw_only=True)
+class RenodeButton(_GpioChild):
+    """A button of the board (`buttons: {name: peripheral}`): on = pressed, off = released."""
+
+    @classmethod
+    def client(cls) -> str:
+        return "jumpstarter_driver_renode.client.RenodeButtonClient"
 
     @export
     async def on(self) -> None:
@@ -120,21 +123,14 @@ class RenodeButton(Driver):
 
 
 @dataclass(kw_only=True)
-class RenodeLed(Driver):
+class RenodeLed(_GpioChild):
     """An LED of the board (`leds: {name: peripheral}`): read it, or wait for it in virtual time."""
 
-    parent: Renode
-    peripheral: str
     label: str  # its name in the config (Driver.name is taken)
 
     @classmethod
     def client(cls) -> str:
         return "jumpstarter_driver_renode.client.RenodeLedClient"
-
-    async def _run(self, line: str, action: str, waits: bool = False) -> GpioReply:
-        async with self.parent.target.instance(action) as instance:
-            run = instance.execute_wait if waits else instance.execute
-            return parse_reply(await run(line, _limit(self.parent, waits)))
 
     @export
     async def read_pin(self) -> int:

@@ -26,6 +26,9 @@ PROJECT_BOARDS = {
     "stm32f4": ("CPU.CortexM", "usart2", "UART.STM32_UART"),
     "fe310": ("CPU.RiscV32", "uart0", "UART.SiFive_UART"),
 }
+# board -> (button input pin, LED output pin) of the project firmware's LED-follows-button (firmware/README.md):
+# PA0 (EXTI0 on both edges) and PD12 on the STM32F4; the FE310 firmware has neither.
+PROJECT_GPIOS = {"stm32f4": (("gpioPortA", 0), ("gpioPortD", 12))}
 TICK_NS = 100_000_000  # the project firmware's `ticks on` period: 100 ms of virtual time
 LINE_MAX = 120  # the project firmware's line buffer
 RISCV_RESET_VECTOR = 0x1000

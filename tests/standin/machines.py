@@ -6,12 +6,15 @@ import socket
 import threading
 import time
 
-from cpu import LINE_MAX, PROJECT_BOARDS, TICK_NS, Cpu, Memory
+from cpu import LINE_MAX, PROJECT_BOARDS, PROJECT_GPIOS, TICK_NS, Cpu, Memory
 from errors import CommandError
 from faults import arm_crash_after, crash_after_start
+from gpios import Gpios
 from logs import LOG
 from terminals import PtyTerminal
 from tokens import NS
+
+START_SLEEP_S = 0.1  # Emulation.StartAll's Thread.Sleep(100)
 
 
 class Firmware:
@@ -19,7 +22,8 @@ class Firmware:
 
     `project` = (board, banner) for the project's own test firmware (firmware/), which the stand-in
     plays exactly: the banner on its board's console UART, `echo: <line>`, `ticks on`/`ticks off`
-    (`tick <n>` every 100 ms of virtual time). Any other image plays the generic stand-in firmware.
+    (`tick <n>` every 100 ms of virtual time) and, on the STM32F4, the LED (PD12) following the button
+    (PA0). Any other image plays the generic stand-in firmware, which leaves the GPIOs alone.
     """
 
     def __init__(self, sha, loader, arch_ok=True, entry=0, project=None):
@@ -34,6 +38,7 @@ class Firmware:
         self.ticks = 0
         self.ticks_on_ns = None
         self.linebuf = {}
+        self.button_down = False  # the project firmware's last reported button state
 
     def state(self):
         return {
@@ -48,6 +53,7 @@ class Firmware:
             "boot_ns": self.boot_ns,
             "ticks": self.ticks,
             "linebuf": {k: v.decode("latin-1") for k, v in self.linebuf.items()},
+            "button_down": self.button_down,
         }
 
     @classmethod
@@ -56,6 +62,7 @@ class Firmware:
         fw.booted, fw.boot_ns, fw.ticks = st["booted"], st["boot_ns"], st["ticks"]
         fw.runs, fw.ticks_on_ns = st["runs"], st["ticks_on_ns"]
         fw.linebuf = {k: v.encode("latin-1") for k, v in st["linebuf"].items()}
+        fw.button_down = st.get("button_down", False)
         return fw
 
 
@@ -75,6 +82,11 @@ class Machine:
         self.core = None  # Cpu: where the CPU starts (stand-in cpu.py)
         self.memory = Memory()
         self.elf_lowest = None  # lowest address of the last ELF: Renode guesses a Cortex-M's VTOR from it
+        self.gpios = Gpios()  # buttons, LEDs and the platform's GPIO links (gpios.py)
+        self.gpio_edges = set()  # (port, pin) inputs that changed since the running firmware last looked
+        # MachineReset subscriptions of the monitor's ResetMachine (monitor.register_reset_command);
+        # [Transient]: a machine from a snapshot has none
+        self.reset_handlers = 0
 
     # -- firmware ----------------------------------------------------------------------------
     def uarts(self):
@@ -147,9 +159,14 @@ class Machine:
             # A CPU executing code of another architecture aborts (TranslationCPU.cs format).
             LOG.log("ERROR", "CPU abort [PC=0x%X]: Undefined instruction." % fw.entry, self.src("cpu"))
         fw.runs = inside and fw.arch_ok
+        self.gpio_edges = set()  # edges before the firmware set up its interrupts are not latched
         if not fw.runs:
             return
         if fw.project:
+            gpios = PROJECT_GPIOS.get(fw.project[0])
+            if gpios:  # the LED is set to the button's state once, silently, before the banner
+                fw.button_down = self.gpios.level(*gpios[0])
+                self.drive(gpios[1], fw.button_down)
             console = self.project_console()
             if console:
                 self.emit_to(console, fw.project[1] + "\r\n")
@@ -166,7 +183,7 @@ class Machine:
                 times.append(now_ns)
             fw = self.fw
             if fw is not None:
-                if not fw.booted or self.pending_rx:
+                if not fw.booted or self.pending_rx or self.gpio_edges:
                     times.append(now_ns)
                 elif fw.runs and fw.project:
                     if fw.ticks_on_ns is not None:
@@ -179,7 +196,8 @@ class Machine:
 
     def step(self, now_ns):
         """Everything due at virtual time now_ns, in order (machine running), until a pause is requested:
-        output cut by a pause, boot, input received meanwhile, the firmware's ticks, scheduled actions."""
+        output cut by a pause, boot, GPIO inputs changed meanwhile, input received meanwhile, the
+        firmware's ticks, scheduled actions."""
         emu = self.emu
         with self.lock:
             self.deliver()
@@ -189,6 +207,9 @@ class Machine:
                     self.boot(now_ns)
                 if not fw.runs:
                     self.pending_rx = []
+                    self.gpio_edges = set()
+                if self.gpio_edges and not emu.pause_requested:
+                    self.gpio_interrupt()
                 while fw.runs and self.pending_rx and not emu.pause_requested:
                     periph, data = self.pending_rx.pop(0)
                     self.process_rx(periph, data, now_ns)
@@ -214,6 +235,92 @@ class Machine:
         while fw.boot_ns + (fw.ticks + 1) * NS <= now_ns and not emu.pause_requested:
             fw.ticks += 1
             self.emit("tick %d\r\n" % fw.ticks)
+
+    # -- buttons and LEDs (gpios.py) ------------------------------------------------------------
+    def button(self, name, action):
+        """Button.Press / Release / Toggle / PressAndRelease / Reset on this thread (monitor or Python)."""
+        button = self.gpios.buttons[name]
+        if action == "Reset":
+            steps = button.reset_steps()
+        elif action == "PressAndRelease":
+            steps = [True, False]
+        elif action == "Toggle":
+            steps = [not button.pressed]
+        else:
+            steps = [action == "Press"]
+        for pressed in steps:
+            self.button_set(name, pressed)
+
+    def button_set(self, name, pressed, log_errors=False):
+        """One press or release: `Pressed` and the pin change now; a firmware that runs sees the pin's edge
+        when it next runs (at once while the emulation runs, else when it is started, at that virtual
+        time); StateChanged is raised now, on this thread (an exception in a handler reaches the caller,
+        or is logged)."""
+        button = self.gpios.buttons[name]
+        with self.lock:
+            before = button.level()
+            button.pressed = pressed
+            fw = self.fw
+            if button.level() != before and fw is not None and fw.booted and fw.runs:
+                self.gpio_edges.update(self.gpios.pins_of(name))
+        for handler in list(button.handlers):
+            if log_errors:
+                self.call(handler, pressed)
+            else:
+                handler(pressed)
+        self.emu.wake.set()
+
+    def gpio_interrupt(self):
+        """The project firmware's EXTI0 handler (STM32F4): PA0 read, PD12 written, a line when it changed."""
+        fw = self.fw
+        edges, self.gpio_edges = self.gpio_edges, set()
+        gpios = PROJECT_GPIOS.get(fw.project[0]) if fw.project else None
+        if gpios is None or gpios[0] not in edges:
+            return
+        down = self.gpios.level(*gpios[0])
+        self.drive(gpios[1], down)  # a precise pause asked for by an LED handler holds the line below
+        if down != fw.button_down:
+            fw.button_down = down
+            console = self.project_console()
+            if console:
+                self.emit_to(console, "button pressed\r\n" if down else "button released\r\n")
+
+    def drive(self, pin, value):
+        """A GPIO port's output pin is set: the LEDs it drives follow."""
+        for name in self.gpios.driven(*pin):
+            self.led_set(name, value)
+
+    def led_set(self, name, value):
+        """LED.OnGPIO(0, value): StateChanged(led, state) on this thread, only on a change."""
+        led = self.gpios.leds[name]
+        state = value != led.inverted
+        if state == led.state:
+            return
+        led.state = state
+        for handler in list(led.handlers):
+            self.call(handler, led, state)
+
+    def reset_gpios(self):
+        """Machine reset: every button's Reset (its StateChanged is raised), every LED's Reset (silent)."""
+        for name, button in list(self.gpios.buttons.items()):
+            for pressed in button.reset_steps():
+                self.button_set(name, pressed, log_errors=True)
+        for led in self.gpios.leds.values():
+            led.reset()
+        self.gpio_edges = set()
+
+    def peripheral_paths(self):
+        """{path: peripheral name}: `sysbus.<name>`, or through the peripheral it is registered at
+        (`UserButton: Miscellaneous.Button @ gpioPortA` is `sysbus.gpioPortA.UserButton`)."""
+
+        def path(name, seen):
+            registration = self.periphs[name][1].split()
+            parent = registration[0] if registration else ""
+            if parent in self.periphs and parent not in seen:
+                return path(parent, seen | {name}) + "." + name
+            return "sysbus." + name
+
+        return {path(name, {name}): name for name in self.periphs}
 
     def schedule(self, delay_ns, action, name=None, handle=None):
         """Machine.ScheduleAction: action(ns scheduled at) runs once virtual time reaches now + delay.
@@ -325,7 +432,7 @@ class GdbServer:
             except OSError:
                 return
             if self.autostart and not self.machine.emu.started:
-                self.machine.emu.start()
+                self.machine.emu.start_all()
             self.serve(conn)
 
     def serve(self, conn):
@@ -381,7 +488,10 @@ class Emulation:
     def __init__(self):
         self.machines = {}  # name -> Machine, insertion ordered
         self.terminals = {}  # name -> PtyTerminal
-        self.started = False
+        self.started = False  # IsStarted
+        self.machines_started = False  # InnerStartAll ran (externals and machines started)
+        self.time_running = False  # MasterTimeSource started
+        self.running = False  # all three: the first step ran and the clock thread serves this start
         self.vt_ns = 0
         self.rt_ns = 0
         self.lock = threading.RLock()
@@ -398,16 +508,20 @@ class Emulation:
 
     # -- started state -----------------------------------------------------------------------
     def set_started(self, value):
-        """The IsStarted setter: logs, then the listeners waiting for this state (each fires once)."""
-        if self.started == value:
-            return
-        self.started = value
-        for m in self.machines.values():
-            LOG.log("INFO", "Machine started." if value else "Machine paused.", m.name)
-        due = [item for item in self.listeners if item[0] == value]
-        self.listeners = [item for item in self.listeners if item[0] != value]
-        for _, callback in due:
-            callback()
+        """The IsStarted setter (private in Renode): logs, then the listeners waiting for this state (each
+        fires once, as the IsStartedChanged event reaches GetStartedStateChangedEvent's handler). The
+        machines run once it is true with InnerStartAll and MasterTimeSource.Start done (run_if_ready)."""
+        with self.lock:
+            if self.started == value:
+                return
+            self.started = value
+            for m in self.machines.values():
+                LOG.log("INFO", "Machine started." if value else "Machine paused.", m.name)
+            due = [item for item in self.listeners if item[0] == value]
+            self.listeners = [item for item in self.listeners if item[0] != value]
+            for _, callback in due:
+                callback()
+            self.run_if_ready()
 
     def on_started_state(self, required, callback, wait_for_transition=True):
         """Emulation.GetStartedStateChangedEvent: callback() once IsStarted becomes `required`."""
@@ -429,16 +543,58 @@ class Emulation:
             self.pause()
 
     def end_requested_pause(self):
+        """The pause a Machine.PauseAndRequestEmulationPause asked for: PauseAll at the end of the step."""
         self.pause_requested = self.pause_precise = False
+        self.stop_running()
         self.set_started(False)
         self.wake.set()
 
+    def start_all(self):
+        """Emulation.StartAll, the monitor's `start` (and GdbStub's autostart): start(), then
+        `System.Threading.Thread.Sleep(100)` after machLock is released (infra Emulation.cs, commit
+        563b429ad "A hacky workaround for s;p problem"), even when already started."""
+        self.start()
+        time.sleep(START_SLEEP_S)
+
     def start(self):
+        """StartAll without its sleep, under machLock (self.lock): InnerStartAll, MasterTimeSource.Start,
+        IsStarted = true. The stand-in's own restarts (after Save, around a reset) use this: Renode's
+        paused states restart the time source, never through StartAll."""
         with self.lock:
-            if self.started:
-                return
+            self.inner_start_all()
+            self.start_time_source()
             self.set_started(True)
-            # The first step runs here: boot output and input typed while paused happen at the start time.
+
+    def inner_start_all(self):
+        """Emulation.InnerStartAll (private): externals and machines started; nothing runs before the
+        master time source is started and IsStarted is set (run_if_ready)."""
+        with self.lock:
+            self.machines_started = True
+            self.run_if_ready()
+
+    def start_time_source(self):
+        """MasterTimeSource.Start."""
+        with self.lock:
+            self.time_running = True
+            self.run_if_ready()
+
+    def stop_time_source(self):
+        """MasterTimeSource.Stop: the clock stops (IsStarted is left as it is)."""
+        with self.lock:
+            self.time_running = self.running = False
+            self.wake.set()
+
+    def stop_running(self):
+        """PauseAll's MasterTimeSource.Stop and the machines' Pause."""
+        self.machines_started = self.time_running = self.running = False
+
+    def run_if_ready(self):
+        """Once started, with the machines and the time source started: the first step runs here (boot
+        output and input typed while paused happen at the start time), then the clock thread."""
+        with self.lock:
+            if self.running or not (self.started and self.machines_started and self.time_running):
+                return
+            self.running = True
             self.advance(self.vt_ns)
             if self.pause_requested:
                 self.end_requested_pause()
@@ -450,12 +606,14 @@ class Emulation:
             arm_crash_after(self.crash_after)
 
     def pause(self):
+        """Emulation.PauseAll."""
         with self.lock:
+            self.pause_requested = self.pause_precise = False
+            self.stop_running()
+            self.wake.set()
             if not self.started:
                 return
-            self.pause_requested = self.pause_precise = False
             self.set_started(False)
-            self.wake.set()
         if self.clock_thread and self.clock_thread is not threading.current_thread():
             self.clock_thread.join(1)
 
@@ -490,7 +648,7 @@ class Emulation:
         while True:
             self.wake.clear()  # a wake from now on makes the wait below return at once
             with self.lock:
-                if not self.started or self.run_id != run_id:
+                if not self.running or self.run_id != run_id:
                     return
                 now = time.monotonic()
                 delta = int((now - last) * NS)
@@ -533,6 +691,8 @@ class Emulation:
                     "core": m.core.state() if m.core else None,
                     "elf_lowest": m.elf_lowest,
                     "out_pending": [[p, d.hex()] for p, d in m.out_pending],
+                    "gpios": m.gpios.state(),
+                    "gpio_edges": sorted(m.gpio_edges),
                 }
             )
         ts = [
@@ -554,6 +714,9 @@ class Emulation:
             m.core = Cpu.from_state(m.cpu, m.cpu_log, md["core"]) if md["core"] else None
             m.elf_lowest = md["elf_lowest"]
             m.out_pending = [[p, bytearray.fromhex(d)] for p, d in md.get("out_pending", [])]
+            if "gpios" in md:
+                m.gpios = Gpios.from_state(md["gpios"])
+                m.gpio_edges = {tuple(edge) for edge in md["gpio_edges"]}
             emu.machines[m.name] = m
         created = []
         try:

@@ -8,6 +8,7 @@ from cpu import Cpu, project_banner
 from downloads import DownloadFailed, FileFetcher
 from errors import CommandError, Quit, SignatureMismatch
 from faults import runfor_delay
+from gpios import BUTTON, LED
 from loaders import elf_info, parse_hex
 from logs import LEVEL_NAMES, LEVELS, LOG
 from machines import SNAPSHOT_MAGIC, Emulation, Firmware, GdbServer, Machine
@@ -86,6 +87,11 @@ if IS_116:
             ],
         )
     ]
+
+# Miscellaneous.Button's methods without parameters (Button.cs); members of Button.cs / LED.cs the stand-in
+# does not model (the others are no member at all).
+BUTTON_METHODS = ("Press", "Release", "Toggle", "PressAndRelease", "Reset")
+GPIO_UNMODELLED = ("IRQ", "OnGPIO", "GetMachine")
 
 BUILTINS = {
     # name: (aliases, description)
@@ -315,6 +321,7 @@ class Monitor:
             self.emu.counter += 1
             m = Machine(self.emu, name)
             self.emu.machines[name] = m
+            self.register_reset_command(m)  # the MachineAdded event of the current emulation
             LOG.log("INFO", "System bus created.", None)
             if sub == "create":
                 self.current = m
@@ -348,7 +355,7 @@ class Monitor:
             if not self.cmd_include(toks, w, origin):
                 return False
         w.writeline("Starting emulation...")
-        self.emu.start()
+        self.emu.start_all()  # StartCommand: Emulation.StartAll, with its 100 ms sleep
 
     def cmd_pause(self, toks, w, origin):
         w.writeline("Pausing emulation...")
@@ -569,12 +576,13 @@ class Monitor:
         if m is not None and word == "machine":
             return self.machine_command(toks, w)
         if m is not None:
+            paths = m.peripheral_paths()
             for prefix in [""] + self.usings:  # noqa: RUF005 - moved as is
                 name = prefix + word
                 if name == "sysbus":
                     return self.sysbus_command(toks, w)
-                if name.startswith("sysbus.") and name[7:] in m.periphs:
-                    return self.peripheral_command(toks, name[7:], w)
+                if name in paths:
+                    return self.peripheral_command(toks, paths[name], name, w)
         if self.py.has_command(word):  # Monitor.cs: Python `mc_` commands are tried last
             return self.py.execute_builtin(
                 toks, "There was an error executing command '%s'" % self.command_text(toks), w
@@ -720,6 +728,7 @@ class Monitor:
             except DownloadFailed as e:
                 raise CommandError(str(e))  # noqa: B904 - the monitor prints this text instead
         m.periphs.update(periphs)
+        m.gpios.add_platform(periphs, extra.get("gpios", []))
         for name, size in extra["memories"].items():
             where = periphs[name][1].split()
             if len(where) == 2 and where[0] == "sysbus":
@@ -730,8 +739,18 @@ class Monitor:
         m.platform = path
         return True
 
+    def register_reset_command(self, m):
+        """Monitor.RegisterResetCommand (private): ResetMachine joins the machine's MachineReset event.
+
+        The monitor subscribes it to the current emulation's MachineAdded (again on EmulationChanged), so
+        machines created in the monitor get it; a machine deserialized by `Load` is never added, so it
+        has none (MachineReset is [Transient]) until this is invoked for it (reflection, pyapi.py).
+        Each call subscribes once more: the macro then runs once per subscription."""
+        m.reset_handlers += 1
+
     def reset_machine(self, m, w):
-        # infra Machine.cs Reset + Monitor.cs ResetMachine: run "<machine>.reset" macro, if any
+        # infra Machine.cs Reset: the peripherals are reset, then the MachineReset event; the monitor's
+        # handler (Monitor.cs ResetMachine) runs the "<machine>.reset" macro, if any
         was_started = self.emu.started
         self.emu.pause() if was_started else None
         with m.lock:
@@ -742,14 +761,16 @@ class Monitor:
             if m.core:
                 m.core.reset()  # CortexM.Reset forgets VTOR and PC; BaseRiscV.Reset: PC = ResetVector
             m.elf_lowest = None  # measured: no VTOR guess after a reset until an ELF is loaded again
-        macro_name = self.var_key("reset")
-        body = self.macros.get(macro_name)
-        if body is None:
-            LOG.log("WARNING", "No action for reset - macro %s is not registered." % macro_name)
-        else:
-            for line in body.split("\n"):
-                if line.strip():
-                    self.parse(line, w)
+        m.reset_gpios()  # measured: the button is released and the LED off after `machine Reset`
+        for _ in range(m.reset_handlers):
+            macro_name = self.var_key("reset")
+            body = self.macros.get(macro_name)
+            if body is None:
+                LOG.log("WARNING", "No action for reset - macro %s is not registered." % macro_name)
+            else:
+                for line in body.split("\n"):
+                    if line.strip():
+                        self.parse(line, w)
         if was_started:
             self.emu.start()
 
@@ -842,9 +863,11 @@ class Monitor:
             w.value("0x%08X" % m.memory.read_u32(values[0]))
         return True
 
-    def peripheral_command(self, toks, periph, w):
+    def peripheral_command(self, toks, periph, path, w):
         m = self.current
         typ = m.periphs[periph][0]
+        if typ in (BUTTON, LED) and len(toks) >= 2:
+            return self.gpio_command(toks, periph, path, typ, w)
         props = {"PC"} | ({"VectorTableOffset"} if typ.endswith("CortexM") else set())
         if typ.startswith("CPU.") and m.core and len(toks) in (2, 3) and toks[1].value in props:
             prop = toks[1].value
@@ -869,6 +892,45 @@ class Monitor:
             "stand-in: peripheral members are not modelled",
         )
 
+    def gpio_command(self, toks, periph, path, typ, w):
+        """Members of a Miscellaneous.Button or Miscellaneous.LED (gpios.py). Measured on 1.16.1: the
+        methods print nothing, a property prints `True`/`False`, and a value after a read-only property
+        is ignored (MonitorCommands.cs: it is set only if settable, else read)."""
+        m = self.current
+        member, args = toks[1].value, toks[2:]
+        header = "There was an error executing command '%s'" % self.command_text(toks)
+        if typ == BUTTON:
+            button = m.gpios.buttons[periph]
+            if member in BUTTON_METHODS:
+                if args:
+                    raise SignatureMismatch([("Void", member, [])])
+                try:
+                    m.button(periph, member)
+                except Exception as e:  # a Python StateChanged handler failed
+                    raise CommandError(header, str(e) or type(e).__name__)  # noqa: B904 - the monitor prints this text instead
+                return True
+            if member == "ReleaseOnReset" and args:
+                value = parse_bool(args[0].value)
+                if value is None:
+                    raise CommandError(header, "Could not convert %s to Boolean" % args[0].text)
+                button.release_on_reset = value
+                return True
+            values = {"Pressed": button.pressed, "Inverted": button.inverted, "ReleaseOnReset": button.release_on_reset}
+        else:
+            led = m.gpios.leds[periph]
+            if member == "Reset":
+                if args:
+                    raise SignatureMismatch([("Void", member, [])])
+                led.reset()
+                return True
+            values = {"State": led.state}
+        if member in values:
+            w.value("True" if values[member] else "False")
+            return True
+        if member in GPIO_UNMODELLED:
+            raise CommandError(header, "stand-in: peripheral members are not modelled")
+        self.no_member(toks, path)
+
     # -- snapshots (infra src/Emulator/Main/Core/EmulationManager.cs Save/Load) --------------
     def emu_Save(self, toks, w):
         if len(toks) != 2 or toks[1].kind not in ("path", "str"):
@@ -882,9 +944,12 @@ class Monitor:
         try:
             # Measured on 1.16.1: a Python handler on a terminal's CharReceived, or an action a Python
             # script scheduled (ScheduleAction) and that has not run yet, cannot be serialized. A UART's
-            # CharReceived is not serialized, so handlers there are no obstacle.
-            if any(t.handlers for t in self.emu.terminals.values()) or any(
-                m.actions for m in self.emu.machines.values()
+            # CharReceived is not serialized, so handlers there are no obstacle. Derived from the sources,
+            # not measured: a Button's StateChanged is serialized too (an LED's is [Transient]).
+            if (
+                any(t.handlers for t in self.emu.terminals.values())
+                or any(m.actions for m in self.emu.machines.values())
+                or any(b.handlers for m in self.emu.machines.values() for b in m.gpios.buttons.values())
             ):
                 raise CommandError(
                     "There was an error executing command '%s'" % self.command_text(toks),

@@ -19,8 +19,11 @@ def repl_error(path, lineno, col, line, message, code="E00"):
 def parse_repl(path, seen=None, extra=None):  # noqa: C901 - one branch per kind of .repl line
     """Returns (peripherals {name: (type, registration)}, cpu type or None).
 
-    `extra`, if given, collects {"memories": {name: size}, "svds": [url]} (MappedMemory sizes and the
-    `ApplySVD @url` lines of `init:` sections) across `using`d files.
+    `extra`, if given, collects {"memories": {name: size}, "svds": [url], "gpios": [[source, pin, target,
+    pin]]} across `using`d files: MappedMemory sizes, the `ApplySVD @url` lines of `init:` sections, and the
+    single GPIO links of the entries (`-> gpioPortA@0` under `UserButton:`: the button's only output, pin
+    None; `12 -> UserLED@0` under `gpioPortD:`: the port's pin 12). Ranges (`[0-15] -> exti@[0-15]`) and
+    named outputs (`IRQ -> plic@3`) are not collected.
     """
     seen = seen or set()
     last, in_init = None, False
@@ -42,6 +45,10 @@ def parse_repl(path, seen=None, extra=None):  # noqa: C901 - one branch per kind
                     extra["svds"].append(svd.group(1))
                 continue
             in_init = re.match(r"^init(\s+add)?\s*:\s*$", stripped) is not None
+            link = re.match(r"^(\d+)?\s*->\s*([A-Za-z_]\w*)\s*@\s*(\d+)$", stripped)
+            if link and extra is not None and last:
+                source_pin = int(link.group(1)) if link.group(1) is not None else None
+                extra.setdefault("gpios", []).append([last, source_pin, link.group(2), int(link.group(3))])
             size = re.match(r"^size\s*:\s*(0x[0-9a-fA-F]+|\d+)$", stripped)
             if size and extra is not None and last in periphs and periphs[last][0].endswith("MappedMemory"):
                 extra["memories"][last] = int(size.group(1), 0)

@@ -1,12 +1,17 @@
 """The slice of Renode's .NET API that Python run in the monitor sees (IronPython 2.7 there, CPython here).
 
-Fake modules `Antmicro.Renode.Core`, `Antmicro.Renode.Time`, `System`, `System.Threading` and `clr`,
+Fake modules `Antmicro.Renode.Core`, `Antmicro.Renode.Time`, `System`, `System.Threading`,
+`System.Reflection` and `clr`,
 installed in sys.modules by `install()` (no stand-in module shares these names), and facades over the
 stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTerminal):
 - infra `src/Emulator/Main/Core/EmulationManager.cs`: EmulationManager.Instance.CurrentEmulation
-- infra `src/Emulator/Main/Core/Emulation.cs`: IsStarted, StartAll, PauseAll, RunFor,
-  GetStartedStateChangedEvent(requiredStartedState, waitForTransition=True) (an AutoResetEvent set
-  when IsStarted becomes the required state), ExternalsManager
+- infra `src/Emulator/Main/Core/Emulation.cs`: IsStarted, StartAll (ending with Thread.Sleep(100)),
+  PauseAll, RunFor, GetStartedStateChangedEvent(requiredStartedState, waitForTransition=True) (an
+  AutoResetEvent set when IsStarted becomes the required state), ExternalsManager, MasterTimeSource
+  (Start, Stop), and by reflection the private members StartAll uses: field machLock, method
+  InnerStartAll, IsStarted's private setter (raising IsStartedChanged)
+- infra `src/Emulator/Extensions/UserInterface/Monitor.cs` (`monitor`): Machine, and by reflection the
+  private RegisterResetCommand(IMachine) (the monitor's reset handler, which runs the `reset` macro)
 - infra `src/Emulator/Main/Core/ExternalsManager.cs`: Externals, TryGetName(external) -> (found, name)
   (IronPython returns `out` parameters as a tuple after the return value), GetNames()
 - infra `src/Emulator/Main/Core/Machine.cs`: machine[name] (GetByName; an unknown name throws
@@ -16,16 +21,29 @@ stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTermi
   Handler), TryRemoveClockEntry(handler)), PauseAndRequestEmulationPause(precise) (nothing if the
   emulation is not started)
 - a UART's and a terminal's `CharReceived` (event Action<byte>): `+=` / `-=` of Python callables
+- infra `Peripherals/Miscellaneous/Button.cs` (Press, Release, Toggle, PressAndRelease, Reset, Pressed,
+  Inverted, ReleaseOnReset, StateChanged(bool)) and `LED.cs` (State, Reset, StateChanged(led, bool)),
+  at their paths (`sysbus.gpioPortA.UserButton`)
+- GetType() of every facade: Name / FullName / Namespace (`STM32_UART`, `Button`, `LED`, ...)
 - infra `src/Emulator/Main/Time/TimeInterval.cs`: nanosecond ticks, From*/Total*, ToString
-- System.Action / Action[T] delegates, System.Threading ManualResetEvent / AutoResetEvent.
+- System.Action / Action[T] delegates, System.Object (a lock), DateTime.UtcNow (minus gives a TimeSpan),
+  System.Threading ManualResetEvent / AutoResetEvent / Monitor.Enter, Exit (a re-entrant lock per
+  object) / Thread.Sleep(ms)
+- System.Reflection: BindingFlags; Type.GetMethod / GetField / GetProperty (None when absent),
+  MethodInfo.Invoke(target, args or None) (what the member throws arrives as a
+  TargetInvocationException), FieldInfo.GetValue, PropertyInfo.GetSetMethod(nonPublic).
 
 The facades keep one object per stand-in object, so `is` works as it does on .NET references
 (expect.py compares machines with `is`). When and on which thread events fire is machines.py's part.
 """
 
+import enum
 import sys
 import threading
+import time
 import types
+
+from gpios import BUTTON, LED
 
 MONITOR = None  # the stand-in's monitor.Monitor, set by install()
 ULONG_MAX = 2**64 - 1
@@ -40,6 +58,34 @@ def _ulong(value):
 
 class InvalidOperationException(Exception):
     """System.InvalidOperationException as IronPython code can catch it."""
+
+
+class ArgumentNullException(Exception):
+    """System.ArgumentNullException."""
+
+
+class ArgumentOutOfRangeException(Exception):
+    """System.ArgumentOutOfRangeException."""
+
+
+class SynchronizationLockException(Exception):
+    """System.Threading.SynchronizationLockException: Monitor.Exit by a thread that does not hold the lock."""
+
+
+class TargetException(Exception):
+    """System.Reflection.TargetException."""
+
+
+class TargetParameterCountException(Exception):
+    """System.Reflection.TargetParameterCountException."""
+
+
+class TargetInvocationException(Exception):
+    """System.Reflection.TargetInvocationException: what MethodBase.Invoke throws when the member throws."""
+
+    def __init__(self, inner):
+        super().__init__("Exception has been thrown by the target of an invocation.")
+        self.InnerException = inner
 
 
 # -- Antmicro.Renode.Time ---------------------------------------------------------------------------
@@ -227,19 +273,338 @@ class AutoResetEvent:
             return True
 
 
+class Object:
+    """System.Object: `Object()` is a plain object, as used for a lock."""
+
+    def GetType(self):
+        return Type("System.Object", Object)
+
+    def ToString(self):
+        return "System.Object"
+
+    def __repr__(self):
+        return "<System.Object object at 0x%016X>" % (id(self) & 0xFFFFFFFF)
+
+    __str__ = __repr__
+
+
+class Monitor:
+    """System.Threading.Monitor: one re-entrant lock per object (any reference type), as .NET's."""
+
+    _guard = threading.Lock()
+    _locks = {}  # id(obj) -> (obj, RLock) for objects that cannot hold the lock themselves
+
+    @staticmethod
+    def _lock(obj):
+        if obj is None:
+            raise ArgumentNullException("Value cannot be null.\nParameter name: obj")
+        with Monitor._guard:
+            lock = getattr(obj, "_monitor_lock", None)
+            if lock is None:
+                lock = threading.RLock()
+                try:
+                    obj._monitor_lock = lock
+                except (AttributeError, TypeError):
+                    lock = Monitor._locks.setdefault(id(obj), (obj, lock))[1]
+            return lock
+
+    @staticmethod
+    def Enter(obj):
+        Monitor._lock(obj).acquire()
+
+    @staticmethod
+    def TryEnter(obj, milliseconds=0):
+        timeout = _wait_ms(milliseconds)
+        return Monitor._lock(obj).acquire(timeout=-1 if timeout is None else timeout)
+
+    @staticmethod
+    def Exit(obj):
+        try:
+            Monitor._lock(obj).release()
+        except RuntimeError:
+            raise SynchronizationLockException(  # noqa: B904 - .NET's exception, not Python's
+                "Object synchronization method was called from an unsynchronized block of code."
+            )
+
+
+class Thread:
+    """System.Threading.Thread, as far as Sleep."""
+
+    @staticmethod
+    def Sleep(timeout):
+        ms = timeout.TotalMilliseconds if isinstance(timeout, TimeSpan) else int(timeout)
+        if ms < -1:
+            raise ArgumentOutOfRangeException(
+                "Number must be either non-negative and less than or equal to Int32.MaxValue or -1."
+            )
+        if ms == -1:
+            threading.Event().wait()
+        time.sleep(ms / 1000.0)
+
+
+class TimeSpan:
+    """System.TimeSpan: 100 ns ticks."""
+
+    TicksPerMillisecond = 10000
+    TicksPerSecond = 10000000
+
+    __slots__ = ("Ticks",)
+
+    def __init__(self, ticks=0):
+        self.Ticks = int(ticks)
+
+    @staticmethod
+    def FromMilliseconds(value):
+        return TimeSpan(round(value * TimeSpan.TicksPerMillisecond))
+
+    @staticmethod
+    def FromSeconds(value):
+        return TimeSpan(round(value * TimeSpan.TicksPerSecond))
+
+    @property
+    def TotalMilliseconds(self):
+        return self.Ticks / float(TimeSpan.TicksPerMillisecond)
+
+    @property
+    def TotalSeconds(self):
+        return self.Ticks / float(TimeSpan.TicksPerSecond)
+
+    def __add__(self, other):
+        return TimeSpan(self.Ticks + other.Ticks)
+
+    def __sub__(self, other):
+        return TimeSpan(self.Ticks - other.Ticks)
+
+    def __neg__(self):
+        return TimeSpan(-self.Ticks)
+
+    def __eq__(self, other):
+        return isinstance(other, TimeSpan) and self.Ticks == other.Ticks
+
+    def __lt__(self, other):
+        return self.Ticks < other.Ticks
+
+    def __le__(self, other):
+        return self.Ticks <= other.Ticks
+
+    def __gt__(self, other):
+        return self.Ticks > other.Ticks
+
+    def __ge__(self, other):
+        return self.Ticks >= other.Ticks
+
+    def __hash__(self):
+        return hash(self.Ticks)
+
+    def ToString(self):
+        sign = "-" if self.Ticks < 0 else ""
+        seconds, fraction = divmod(abs(self.Ticks), TimeSpan.TicksPerSecond)
+        minutes, seconds = divmod(seconds, 60)
+        hours, minutes = divmod(minutes, 60)
+        days, hours = divmod(hours, 24)
+        text = "%s%s%02d:%02d:%02d" % (sign, "%d." % days if days else "", hours, minutes, seconds)
+        return text + (".%07d" % fraction if fraction else "")
+
+    __str__ = __repr__ = ToString
+
+
+TimeSpan.Zero = TimeSpan(0)
+
+_UNIX_EPOCH_TICKS = 621355968000000000  # DateTime(1970, 1, 1).Ticks
+
+
+class _DateTimeClass(type):
+    @property
+    def UtcNow(cls):
+        return DateTime(_UNIX_EPOCH_TICKS + time.time_ns() // 100)
+
+
+class DateTime(metaclass=_DateTimeClass):
+    """System.DateTime, as far as `DateTime.UtcNow` (the host's wall clock, 100 ns ticks) and its arithmetic:
+    DateTime - DateTime is a TimeSpan, DateTime +/- TimeSpan a DateTime."""
+
+    __slots__ = ("Ticks",)
+
+    def __init__(self, ticks):
+        self.Ticks = int(ticks)
+
+    def __sub__(self, other):
+        if isinstance(other, DateTime):
+            return TimeSpan(self.Ticks - other.Ticks)
+        if isinstance(other, TimeSpan):
+            return DateTime(self.Ticks - other.Ticks)
+        return NotImplemented
+
+    def __add__(self, other):
+        if isinstance(other, TimeSpan):
+            return DateTime(self.Ticks + other.Ticks)
+        return NotImplemented
+
+    def Subtract(self, other):
+        return self - other
+
+    def __eq__(self, other):
+        return isinstance(other, DateTime) and self.Ticks == other.Ticks
+
+    def __lt__(self, other):
+        return self.Ticks < other.Ticks
+
+    def __le__(self, other):
+        return self.Ticks <= other.Ticks
+
+    def __gt__(self, other):
+        return self.Ticks > other.Ticks
+
+    def __ge__(self, other):
+        return self.Ticks >= other.Ticks
+
+    def __hash__(self):
+        return hash(self.Ticks)
+
+
+# -- System.Reflection ------------------------------------------------------------------------------
+
+
+class BindingFlags(enum.IntFlag):
+    """System.Reflection.BindingFlags (the values .NET gives them)."""
+
+    Default = 0
+    IgnoreCase = 1
+    DeclaredOnly = 2
+    Instance = 4
+    Static = 8
+    Public = 16
+    NonPublic = 32
+    FlattenHierarchy = 64
+    InvokeMethod = 256
+    CreateInstance = 512
+    GetField = 1024
+    SetField = 2048
+    GetProperty = 4096
+    SetProperty = 8192
+
+
+DEFAULT_LOOKUP = BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static
+
+
+def _binds(flags, public, static=False):
+    """Whether a member with this visibility and kind is found with these BindingFlags (an access
+    flag and a kind flag are both needed, else nothing is found)."""
+    flags = BindingFlags(int(flags))
+    access = BindingFlags.Public if public else BindingFlags.NonPublic
+    kind = BindingFlags.Static if static else BindingFlags.Instance
+    return bool(flags & access) and bool(flags & kind)
+
+
+def _invoke(function, target, args, count):
+    """MethodBase.Invoke(target, args): args None or a sequence of exactly the parameters; what the member
+    throws arrives wrapped in a TargetInvocationException."""
+    if target is None:
+        raise TargetException("Non-static method requires a target.")
+    args = () if args is None else tuple(args)
+    if len(args) != count:
+        raise TargetParameterCountException("Parameter count mismatch.")
+    try:
+        return function(target, *args)
+    except Exception as e:
+        raise TargetInvocationException(e)  # noqa: B904 - .NET wraps it, the original is InnerException
+
+
+class MethodInfo:
+    def __init__(self, name, function, count, public):
+        self.Name, self._function, self._count = name, function, count
+        self.IsPublic, self.IsPrivate = public, not public
+        self.IsStatic = False
+
+    def GetParameters(self):
+        return [None] * self._count
+
+    def Invoke(self, target, args=None):
+        return _invoke(self._function, target, args, self._count)
+
+    def ToString(self):
+        return self.Name
+
+    __str__ = __repr__ = ToString
+
+
+class FieldInfo:
+    def __init__(self, name, getter, public):
+        self.Name, self._getter = name, getter
+        self.IsPublic, self.IsPrivate = public, not public
+        self.IsStatic = False
+
+    def GetValue(self, target):
+        if target is None:
+            raise TargetException("Non-static field requires a target.")
+        return self._getter(target)
+
+    def ToString(self):
+        return self.Name
+
+    __str__ = __repr__ = ToString
+
+
+class PropertyInfo:
+    """A property: a public getter; the setter public, private (set_public False) or absent (None)."""
+
+    def __init__(self, name, getter, setter=None, set_public=True):
+        self.Name, self._getter, self._setter, self._set_public = name, getter, setter, set_public
+        self.CanRead, self.CanWrite = True, setter is not None
+
+    def GetValue(self, target, index=None):
+        if target is None:
+            raise TargetException("Non-static method requires a target.")
+        return self._getter(target)
+
+    def SetValue(self, target, value, index=None):
+        # .NET looks for the setter with nonPublic true: a private one is called too
+        setter = self.GetSetMethod(True)
+        if setter is None:
+            raise Exception("Property set method not found.")
+        setter.Invoke(target, (value,))
+
+    def GetGetMethod(self, nonPublic=False):
+        return MethodInfo("get_" + self.Name, self._getter, 0, True)
+
+    def GetSetMethod(self, nonPublic=False):
+        if self._setter is None or not (self._set_public or nonPublic):
+            return None
+        return MethodInfo("set_" + self.Name, self._setter, 1, self._set_public)
+
+    def ToString(self):
+        return self.Name
+
+    __str__ = __repr__ = ToString
+
+
+def _public_members(cls):
+    """A facade's public .NET members are its Python attributes that do not start with `_`."""
+    members = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            if not name.startswith("_") and name[0].isupper():
+                members[name] = value
+    return members
+
+
 # -- events -------------------------------------------------------------------------------------
 
 
 class Event:
-    """A .NET event as IronPython shows it: `obj.Event += handler` / `obj.Event -= handler`."""
+    """A .NET event as IronPython shows it: `obj.Event += handler` / `obj.Event -= handler`.
 
-    def __init__(self, handlers):
+    With a `sender`, the stand-in calls the handlers with its own object first (an LED's StateChanged);
+    the handler gets the sender's facade instead, as a .NET handler gets the sender object."""
+
+    def __init__(self, handlers, sender=None):
         self._handlers = handlers  # the stand-in object's list, called by machines.py / terminals.py
+        self._sender = sender
 
     def __iadd__(self, handler):
         if not callable(handler):
             raise TypeError("event handler must be callable")
-        self._handlers.append(handler)
+        self._handlers.append(handler if self._sender is None else _FromSender(handler, self._sender))
         return self
 
     def __isub__(self, handler):
@@ -250,15 +615,39 @@ class Event:
         return self
 
 
-def _event_property(attribute):
+class _FromSender:
+    """A handler whose first argument (the stand-in's object) is replaced with the sender's facade."""
+
+    def __init__(self, handler, sender):
+        self.handler, self.sender = handler, sender
+
+    def __call__(self, _obj, *args):
+        return self.handler(self.sender, *args)
+
+    def __eq__(self, other):
+        return other is self or other == self.handler
+
+    __hash__ = None
+
+
+def _event_property(attribute, name="CharReceived", with_sender=False):
     def get(self):
-        return Event(getattr(self, attribute))
+        return Event(getattr(self, attribute), self if with_sender else None)
 
     def set_(self, value):
         if not isinstance(value, Event) or value._handlers is not getattr(self, attribute):
-            raise AttributeError("attribute 'CharReceived' of '%s' object is read-only" % type(self).__name__)
+            raise AttributeError("attribute '%s' of '%s' object is read-only" % (name, type(self).__name__))
 
+    set_.read_only = True
     return property(get, set_)
+
+
+def _read_only(name, getter):
+    def set_(self, value):
+        raise AttributeError("attribute '%s' of '%s' object is read-only" % (name, type(self).__name__))
+
+    set_.read_only = True  # no setter for reflection
+    return property(getter, set_)
 
 
 def facade(obj, factory):
@@ -272,9 +661,71 @@ def facade(obj, factory):
 # -- peripherals, terminals, machines, the emulation -------------------------------------------
 
 
+class Type:
+    """System.Type, as far as GetType() is used: Name, FullName, Namespace, and reflection over the members
+    of the facade class it describes (GetMethod / GetField / GetProperty, None when absent).
+
+    Public members are the facade's own attributes (methods and properties); the non-public ones the
+    driver reaches are declared in the facade class's `_nonpublic` = {"methods": {name: (function,
+    parameter count)}, "fields": {name: getter}, "setters": {property name: setter}} (a private setter
+    of a public property)."""
+
+    def __init__(self, full_name, cls=None):
+        self.FullName = full_name
+        self.Namespace, _, self.Name = full_name.rpartition(".")
+        self._cls = cls
+
+    def _nonpublic(self, kind):
+        return (getattr(self._cls, "_nonpublic", None) or {}).get(kind, {})
+
+    def GetMethod(self, name, flags=DEFAULT_LOOKUP):
+        public = _public_members(self._cls) if self._cls else {}
+        member = public.get(name)
+        if callable(member) and not isinstance(member, (type, property)) and _binds(flags, True):
+            count = member.__code__.co_argcount - 1 - len(member.__defaults__ or ())
+            return MethodInfo(name, member, count, True)
+        hidden = self._nonpublic("methods").get(name)
+        if hidden is not None and _binds(flags, False):
+            return MethodInfo(name, hidden[0], hidden[1], False)
+        return None
+
+    def GetField(self, name, flags=DEFAULT_LOOKUP):
+        hidden = self._nonpublic("fields").get(name)
+        if hidden is not None and _binds(flags, False):
+            return FieldInfo(name, hidden, False)
+        return None
+
+    def GetProperty(self, name, flags=DEFAULT_LOOKUP):
+        member = (_public_members(self._cls) if self._cls else {}).get(name)
+        if not isinstance(member, property) or not _binds(flags, True):
+            return None
+        private = self._nonpublic("setters").get(name)
+        if private is not None:
+            return PropertyInfo(name, member.fget, private, set_public=False)
+        writable = member.fset is not None and not getattr(member.fset, "read_only", False)
+        return PropertyInfo(name, member.fget, member.fset if writable else None)
+
+    def Equals(self, other):
+        return isinstance(other, Type) and other.FullName == self.FullName
+
+    def __eq__(self, other):
+        return self.Equals(other)
+
+    def __hash__(self):
+        return hash(self.FullName)
+
+    def ToString(self):
+        return self.FullName
+
+    __str__ = __repr__ = ToString
+
+
 class Peripheral:
     def __init__(self, machine, name, typ):
         self._machine, self._name, self._type = machine, name, typ
+
+    def GetType(self):
+        return Type(self.ToString(), type(self))
 
     def ToString(self):
         return "Antmicro.Renode.Peripherals.%s" % self._type
@@ -299,6 +750,58 @@ class SystemBus(Peripheral):
     pass
 
 
+class Button(Peripheral):
+    """Miscellaneous.Button (gpios.py): the methods act at once; StateChanged(bool) is raised on the caller's thread."""
+
+    def __init__(self, machine, name, typ):
+        super().__init__(machine, name, typ)
+        self._button = machine.gpios.buttons[name]
+        self._handlers = self._button.handlers
+
+    StateChanged = _event_property("_handlers", "StateChanged")
+    Pressed = _read_only("Pressed", lambda self: self._button.pressed)
+    Inverted = _read_only("Inverted", lambda self: self._button.inverted)
+
+    @property
+    def ReleaseOnReset(self):
+        return self._button.release_on_reset
+
+    @ReleaseOnReset.setter
+    def ReleaseOnReset(self, value):
+        self._button.release_on_reset = bool(value)
+
+    def Press(self):
+        self._machine.button(self._name, "Press")
+
+    def Release(self):
+        self._machine.button(self._name, "Release")
+
+    def Toggle(self):
+        self._machine.button(self._name, "Toggle")
+
+    def PressAndRelease(self):
+        self._machine.button(self._name, "PressAndRelease")
+
+    def Reset(self):
+        self._machine.button(self._name, "Reset")
+
+
+class Led(Peripheral):
+    """Miscellaneous.LED (gpios.py): StateChanged(led, bool) is raised only on a change, on the emulation's
+    thread at the virtual time the firmware drives the pin."""
+
+    def __init__(self, machine, name, typ):
+        super().__init__(machine, name, typ)
+        self._led = machine.gpios.leds[name]
+        self._handlers = self._led.handlers
+
+    StateChanged = _event_property("_handlers", "StateChanged", with_sender=True)
+    State = _read_only("State", lambda self: self._led.state)
+
+    def Reset(self):
+        self._led.reset()
+
+
 class Terminal:
     """renode UartPtyTerminal: CharReceived is invoked with each byte it passes from its PTY to its UART."""
 
@@ -311,6 +814,9 @@ class Terminal:
     @property
     def Name(self):
         return self._term.name
+
+    def GetType(self):
+        return Type(self.ToString(), type(self))
 
     def ToString(self):
         return "Antmicro.Renode.Backends.Terminals.UartPtyTerminal"
@@ -329,28 +835,39 @@ class MachineFacade:
     def __getitem__(self, name):
         m = self._m
         name = str(name)
-        head, _, rest = name.partition(".")
-        if head == "sysbus" and not rest:
+        paths = m.peripheral_paths()  # sysbus.usart2, sysbus.gpioPortA.UserButton, ...
+        if name == "sysbus":
             key, typ = "sysbus", "Bus.SystemBus"
-        elif head == "sysbus" and rest in m.periphs:
-            key, typ = rest, m.periphs[rest][0]
+        elif name in paths:
+            key = paths[name]
+            typ = m.periphs[key][0]
         else:
-            longest = ""
-            if head == "sysbus":
-                first = rest.split(".")[0]
-                longest = "sysbus.%s" % first if first in m.periphs else "sysbus"
+            parts, longest = name.split("."), ""
+            for i in range(len(parts) - 1, 0, -1):
+                prefix = ".".join(parts[:i])
+                if prefix == "sysbus" or prefix in paths:
+                    longest = prefix
+                    break
             raise InvalidOperationException(
                 "Could not find node '%s', the longest matching was '%s'." % (name, longest)
             )
         found = self._periphs.get(key)
         if found is None or found._type != typ:
-            cls = SystemBus if key == "sysbus" else Uart if typ.startswith("UART.") else Peripheral
+            if key == "sysbus":
+                cls = SystemBus
+            elif typ.startswith("UART."):
+                cls = Uart
+            else:
+                cls = {BUTTON: Button, LED: Led}.get(typ, Peripheral)
             found = self._periphs[key] = cls(m, key, typ)
         return found
 
     @property
     def Name(self):
         return self._m.name
+
+    def GetType(self):
+        return Type("Antmicro.Renode.Core.Machine", type(self))
 
     @property
     def ElapsedVirtualTime(self):
@@ -432,6 +949,32 @@ class ExternalsManager:
         return (False, None)
 
 
+class MasterTimeSource:
+    """infra Time/MasterTimeSource.cs: the emulation's time source, as far as Start / Stop."""
+
+    def __init__(self, emu):
+        self._emu = emu
+
+    def Start(self):
+        self._emu.start_time_source()
+
+    def Stop(self):
+        self._emu.stop_time_source()
+
+    def GetType(self):
+        return Type("Antmicro.Renode.Time.MasterTimeSource", type(self))
+
+
+def _emulation_lock(emu):
+    """Emulation.machLock (private, readonly): the lock StartAll / PauseAll hold; Monitor.Enter on it
+    takes the stand-in emulation's own lock (an RLock, re-entrant as .NET's monitors)."""
+    lock = getattr(emu, "_mach_lock", None)
+    if lock is None:
+        lock = emu._mach_lock = Object()
+        lock._monitor_lock = emu.lock
+    return lock
+
+
 class EmulationFacade:
     def __init__(self, emu):
         self._emu = emu
@@ -442,7 +985,7 @@ class EmulationFacade:
         return self._emu.started
 
     def StartAll(self):
-        self._emu.start()
+        self._emu.start_all()  # with Renode's Thread.Sleep(100) at the end
 
     def PauseAll(self):
         self._emu.pause()
@@ -460,6 +1003,27 @@ class EmulationFacade:
     @property
     def Machines(self):
         return [facade(m, MachineFacade) for m in list(self._emu.machines.values())]
+
+    @property
+    def MasterTimeSource(self):
+        return _time_source(self._emu)
+
+    def GetType(self):
+        return Type("Antmicro.Renode.Core.Emulation", type(self))
+
+    # infra Emulation.cs: what StartAll does under machLock, reached by reflection (machine.py)
+    _nonpublic = {
+        "fields": {"machLock": lambda self: _emulation_lock(self._emu)},
+        "methods": {"InnerStartAll": (lambda self: self._emu.inner_start_all(), 0)},
+        "setters": {"IsStarted": lambda self, value: self._emu.set_started(bool(value))},
+    }
+
+
+def _time_source(emu):
+    source = getattr(emu, "_time_source", None)
+    if source is None:
+        source = emu._time_source = MasterTimeSource(emu)
+    return source
 
 
 class EmulationManager:
@@ -480,6 +1044,14 @@ class MonitorFacade:
     def Machine(self):
         m = MONITOR.current
         return None if m is None else facade(m, MachineFacade)
+
+    def GetType(self):
+        return Type("Antmicro.Renode.UserInterface.Monitor", type(self))
+
+    # infra UserInterface/Monitor.cs RegisterResetCommand(IMachine): ResetMachine joins MachineReset
+    _nonpublic = {
+        "methods": {"RegisterResetCommand": (lambda self, machine: MONITOR.register_reset_command(machine._m), 1)},
+    }
 
 
 def element(name):
@@ -510,9 +1082,34 @@ def install(monitor):
     core = _module("Antmicro.Renode.Core", EmulationManager=EmulationManager)
     time_ = _module("Antmicro.Renode.Time", TimeInterval=TimeInterval, TimeStamp=TimeStamp)
     renode = _module("Antmicro.Renode", Core=core, Time=time_)
-    threading_ = _module("System.Threading", ManualResetEvent=ManualResetEvent, AutoResetEvent=AutoResetEvent)
-    system = _module("System", Action=Action, Threading=threading_, InvalidOperationException=InvalidOperationException)
+    threading_ = _module(
+        "System.Threading",
+        ManualResetEvent=ManualResetEvent,
+        AutoResetEvent=AutoResetEvent,
+        Monitor=Monitor,
+        Thread=Thread,
+        SynchronizationLockException=SynchronizationLockException,
+    )
+    reflection = _module(
+        "System.Reflection",
+        BindingFlags=BindingFlags,
+        TargetException=TargetException,
+        TargetInvocationException=TargetInvocationException,
+        TargetParameterCountException=TargetParameterCountException,
+    )
+    system = _module(
+        "System",
+        Action=Action,
+        Object=Object,
+        DateTime=DateTime,
+        TimeSpan=TimeSpan,
+        Threading=threading_,
+        Reflection=reflection,
+        InvalidOperationException=InvalidOperationException,
+        ArgumentNullException=ArgumentNullException,
+        ArgumentOutOfRangeException=ArgumentOutOfRangeException,
+    )
     clr = _module("clr", AddReference=lambda *names: None)
-    for module in (core, time_, renode, threading_, system, clr):
+    for module in (core, time_, renode, threading_, reflection, system, clr):
         sys.modules[module.__name__] = module
     sys.modules["Antmicro"] = _module("Antmicro", Renode=renode)
