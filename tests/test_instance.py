@@ -126,7 +126,7 @@ async def test_boot_sequence(make, tmp_path):
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         f"sysbus LoadELF @{tmp_path}/fw.elf",
         f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
-        "jumpstarter_start",
+        "start",
     ]
     assert instance.running and instance.machine == "m0"
 
@@ -175,7 +175,6 @@ async def test_restore_reconnects_every_uart_and_keeps_the_run_state(make, tmp_p
     instance.monitor.execute = load_creates_terminals
     await instance.restore(snapshot)
     assert instance.monitor.sent == [
-        "jumpstarter_settle",
         "Clear",
         f"Load @{snapshot}",
         'mach set "m0"',
@@ -187,7 +186,7 @@ async def test_restore_reconnects_every_uart_and_keeps_the_run_state(make, tmp_p
         "connector Connect sysbus.usart3 term_debug",
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         'jumpstarter_watch "sysbus.usart3" "term_debug"',
-        "jumpstarter_start",
+        "start",
     ]
     assert all(channel.attached for channel in instance.channels.values())
 

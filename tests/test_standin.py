@@ -1034,52 +1034,20 @@ def timed(s, line):
     return out, time.monotonic() - started
 
 
-def test_start_sleeps_100_ms_and_jumpstarter_start_does_not(firmware, tmp_path):
+def test_start_sleeps_100_ms(firmware, tmp_path):
     """Emulation.StartAll ends with Thread.Sleep(100) (infra commit 563b429ad): `start` and StartAll from
-    Python take 100 ms more than the work. machine.py's jumpstarter_start does what StartAll does under
-    machLock (InnerStartAll, MasterTimeSource.Start, IsStarted's private setter), by reflection, without it."""
+    Python take 100 ms more than the work (measured on 1.16.1: `start` answers after 0.106-0.109 s)."""
     fw = firmware()
     s = ExpectSession(fw, tmp_path / "uart")
-
-    def py(code):
-        return s.cmd('python "%s"' % code)
-
     try:
-        assert s.cmd("include @%s" % MACHINE_PY) == ""
-        assert py("from Antmicro.Renode.Core import EmulationManager; e = EmulationManager.Instance") == ""
         out, took = timed(s, "start")
         assert (out, took >= 0.1) == ("Starting emulation...\r\n\r", True)
         assert read_fd_until(s.pty, lambda b: b.endswith(b"\r\n")) == fw.banner + b"\r\n"
         assert s.cmd("pause") == "Pausing emulation...\r\n\r"
-        out, took = timed(s, 'python "e.CurrentEmulation.StartAll()"')
+        assert s.cmd('python "from Antmicro.Renode.Core import EmulationManager"') == ""
+        out, took = timed(s, 'python "EmulationManager.Instance.CurrentEmulation.StartAll()"')
         assert (out, took >= 0.1) == ("", True)
         assert s.cmd("pause") == "Pausing emulation...\r\n\r"
-
-        # the reflection path runs: the started-state event fires, the machine runs and its clock moves
-        assert py("started = e.CurrentEmulation.GetStartedStateChangedEvent(True)") == ""
-        s.type(b"ticks on\r")
-        time.sleep(0.2)  # the typed line reaches the UART (its reader thread) before the machine runs
-        before = s.virtual_time()
-        out, took = timed(s, "jumpstarter_start")
-        assert (out, took < 0.07) == ("", True), took
-        assert py("print(e.CurrentEmulation.IsStarted, started.WaitOne(0))") == "True True\r\r\n"
-        assert read_fd_until(s.pty, lambda b: b.endswith(b"tick 2\r\n")) == b"echo: ticks on\r\ntick 1\r\ntick 2\r\n"
-        assert s.virtual_time() > before
-        # jumpstarter_settle waits out the rest of Renode's 100 ms; then `pause` stops everything
-        out, took = timed(s, "jumpstarter_settle")
-        assert out == "" and took < 0.1
-        assert s.cmd("pause") == "Pausing emulation...\r\n\r"
-        assert py("print(e.CurrentEmulation.IsStarted)") == "False\r\r\n"
-        paused_at = s.virtual_time()
-        time.sleep(0.3)
-        assert s.virtual_time() == paused_at
-        while select.select([s.pty], [], [], 0.2)[0]:  # ticks printed before the pause
-            os.read(s.pty, 4096)
-        assert select.select([s.pty], [], [], 0.3)[0] == []  # paused: no more ticks
-        # already started: nothing to do; a second start after a pause works the same
-        assert s.cmd("jumpstarter_start; jumpstarter_start") == ""
-        assert read_fd_until(s.pty, lambda b: b.endswith(b"\r\n")).startswith(b"tick ")
-        assert s.cmd("jumpstarter_settle; pause") == "Pausing emulation...\r\n\r"
     finally:
         s.close()
 

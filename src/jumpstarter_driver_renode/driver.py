@@ -213,7 +213,6 @@ class Renode(Driver):
             )
         commands.check_line(command)
         async with self._target.instance("run a monitor command") as instance:
-            await instance.execute("jumpstarter_settle")  # the command may pause: see inside_renode/machine.py
             return await instance.execute(command)
 
     # -- virtual time ----------------------------------------------------------------------------

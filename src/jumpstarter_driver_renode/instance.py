@@ -360,11 +360,10 @@ class RenodeInstance:
         self._reading = True
 
     async def resume(self) -> None:
-        await self.monitor.execute("jumpstarter_start")  # `start` without its 100 ms sleep: inside_renode/machine.py
+        await self.monitor.execute("start")
         self.running = True
 
     async def pause(self) -> None:
-        await self.monitor.execute("jumpstarter_settle")
         await self.monitor.execute("pause")
         self.running = False
 
@@ -402,7 +401,6 @@ class RenodeInstance:
 
     async def save(self, path: Path) -> None:
         """Save the emulation, and beside it where its terminals' links are (a Load recreates them there)."""
-        await self.monitor.execute("jumpstarter_settle")
         await self.monitor.execute("jumpstarter_unhook")
         try:
             await self.monitor.execute(commands.save_snapshot(path), timeout=self.spec.startup_timeout)
@@ -419,7 +417,6 @@ class RenodeInstance:
         """
         was_running = self.running
         self._detach_channels()
-        await self.monitor.execute("jumpstarter_settle")
         await self.monitor.execute("Clear")
         self.running = False
         await self.monitor.execute(commands.load_snapshot(path), timeout=self.spec.startup_timeout)
@@ -482,11 +479,7 @@ class RenodeInstance:
             await self.resume()
 
     async def reset(self) -> None:
-        """`machine Reset` (it pauses the machine for the reset: not sooner after a start than `start` allows).
-
-        Waits for output match what the board prints from now on, not the previous boot's lines.
-        """
-        await self.monitor.execute("jumpstarter_settle")
+        """`machine Reset`; waits for output then match what the board prints from now on, not the last boot."""
         for peripheral in self.spec.uarts.values():  # before: the new boot prints at once
             await self.monitor.execute(expect.forget(peripheral))
         await self.monitor.execute("machine Reset")
