@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pexpect
 from common import ms, not_run, summary
 from scenarios import Side, _concurrently, _short, _Target
 
@@ -17,10 +18,20 @@ ROUNDS = 10
 CONCURRENT = 4
 
 
-def echo(client, text: bytes = b"ping", timeout: float = 60) -> None:
+def echo(client, text: bytes = b"ping", timeout: float = 60, every: float = 2.0) -> None:
+    """Type a line until the firmware echoes it. Renode's STM32 UART drops what arrives before the
+    firmware enables its receiver (as the chip does), and with four cold Renodes on two cores the first
+    line can come that early; a user would press Enter again."""
     with client.console.pexpect() as console:
-        console.send(text + b"\r")
-        console.expect(b"echo: " + text, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            console.send(text + b"\r")
+            try:
+                console.expect(b"echo: " + text, timeout=min(every, max(0.1, deadline - time.monotonic())))
+                return
+            except pexpect.TIMEOUT:
+                if time.monotonic() >= deadline:
+                    raise
 
 
 def renode_rss_mib() -> float:
