@@ -827,6 +827,26 @@ class Terminal:
     __str__ = __repr__
 
 
+class CpuApi:
+    """The current CPU as SystemBus.TryGetCurrentCPU gives it. SyncTime reports the instructions run so far
+    to the clock (TranslationCPU.SyncTime); the stand-in's events already happen at their exact times."""
+
+    def SyncTime(self):
+        pass
+
+
+class SystemBusApi:
+    def __init__(self, machine):
+        self._m = machine
+
+    def TryGetCurrentCPU(self):
+        """(True, cpu) on the CPU thread (the one advancing the clock), else (False, None): IronPython's
+        form of `bool TryGetCurrentCPU(out ICPU cpu)`."""
+        if self._m.emu.stepping is threading.current_thread():
+            return True, CpuApi()
+        return False, None
+
+
 class MachineFacade:
     def __init__(self, machine):
         self._m = machine
@@ -888,6 +908,10 @@ class MachineFacade:
     @property
     def ClockSource(self):
         return ClockSource(self._m)
+
+    @property
+    def SystemBus(self):
+        return SystemBusApi(self._m)
 
     def PauseAndRequestEmulationPause(self, precise=False):
         self._m.emu.request_pause(bool(precise))

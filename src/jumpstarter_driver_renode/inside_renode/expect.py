@@ -145,6 +145,11 @@ class Watch(object):
         self.delivered += 1
 
     def printed(self, value):
+        # On the CPU thread the clock lags the instructions run in this quantum: sync it first (as
+        # Machine.ScheduleAction does), so the time is the character's own, not the quantum's start.
+        on_cpu, cpu = self.machine.SystemBus.TryGetCurrentCPU()
+        if on_cpu:
+            cpu.SyncTime()
         now = _now_ns(self.machine)
         found = None
         Lock.Enter(self.lock)
