@@ -38,6 +38,15 @@ def _now_ns(machine):
     return int(machine.ElapsedVirtualTime.TimeElapsed.TotalNanoseconds)
 
 
+def _exact_now_ns(machine):
+    """The virtual time of the instruction running now. On the CPU thread the clock lags the
+    instructions run in this quantum: sync it first (as Machine.ScheduleAction does)."""
+    on_cpu, cpu = machine.SystemBus.TryGetCurrentCPU()
+    if on_cpu:
+        cpu.SyncTime()
+    return _now_ns(machine)
+
+
 def _earliest(patterns, text):
     """(index, end) of the pattern whose match is complete in the shortest prefix of text, or None."""
     best = None
@@ -145,12 +154,7 @@ class Watch(object):
         self.delivered += 1
 
     def printed(self, value):
-        # On the CPU thread the clock lags the instructions run in this quantum: sync it first (as
-        # Machine.ScheduleAction does), so the time is the character's own, not the quantum's start.
-        on_cpu, cpu = self.machine.SystemBus.TryGetCurrentCPU()
-        if on_cpu:
-            cpu.SyncTime()
-        now = _now_ns(self.machine)
+        now = _exact_now_ns(self.machine)
         found = None
         Lock.Enter(self.lock)
         try:

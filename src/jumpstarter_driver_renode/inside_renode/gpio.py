@@ -78,7 +78,7 @@ def mc_jumpstarter_led_wait(name, edge, timeout_ns, host_ms):
 
     def changed(_, state):
         if _wanted(edge, state):
-            wait.finish(("edge", None, _now_ns(machine)))  # noqa: F821
+            wait.finish(("edge", None, _exact_now_ns(machine)))  # noqa: F821
 
     # Listen first, then look at the level: a change in between is seen one way or the other.
     led.StateChanged += changed
