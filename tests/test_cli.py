@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import STANDIN, no_renode_left
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "exporter.yaml"
 
 
+@pytest.mark.timeout(420)  # the session is one `j` process per step: a loaded host needs more than 120 s
 def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
     """The README's `j` commands in `jmp shell`, on the stand-in and on the `renode` on PATH."""
     config = yaml.safe_load(EXAMPLE.read_text())
