@@ -162,8 +162,9 @@ def run_until_output(client, console, pattern: bytes, step: float = 0.05, limit:
 @contextmanager
 def target(backend: Backend, **config) -> Iterator:
     """A Renode driver served through Jumpstarter; yields (client, driver)."""
-    config.setdefault("platform", backend.platform)
-    config.setdefault("uart", backend.uart)
+    if "machines" not in config:  # a multi-machine target sets these per machine
+        config.setdefault("platform", backend.platform)
+        config.setdefault("uart", backend.uart)
     config.setdefault("renode_path", backend.renode_path)
     config.setdefault("startup_timeout", 20 if backend.standin else 120)
     config.setdefault("command_timeout", 10 if backend.standin else 60)

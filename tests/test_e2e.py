@@ -110,7 +110,7 @@ def test_raw_binary_needs_a_load_address(backend, firmware):
     with target(backend) as (client, driver):
         with pytest.raises(DriverError, match=r"raw binary.*load address"):
             client.flasher.flash(fw.bin)
-        assert driver.target.firmware is None
+        assert driver.target.firmware == {}
         assert client.flasher.flash(fw.bin, load_address=fw.load_address) == "bin"
 
 
@@ -128,7 +128,7 @@ def test_bad_images_are_refused_before_renode_sees_them(backend, tmp_path, conte
     with target(backend) as (client, driver):
         with pytest.raises(DriverError, match=message):
             client.flasher.flash(write(tmp_path, "bad", content))
-        assert driver.target.firmware is None
+        assert driver.target.firmware == {}
         assert list((driver.workdir / "firmware").iterdir()) == []  # nothing half-stored
 
 

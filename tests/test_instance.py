@@ -16,7 +16,14 @@ import pytest
 from jumpstarter_driver_renode import expect
 from jumpstarter_driver_renode.errors import RenodeCommandError
 from jumpstarter_driver_renode.firmware import Entry
-from jumpstarter_driver_renode.instance import BoardSpec, Firmware, ProcessFiles, RenodeInstance, parse_cpu_names
+from jumpstarter_driver_renode.instance import (
+    BoardSpec,
+    Firmware,
+    MachineSpec,
+    ProcessFiles,
+    RenodeInstance,
+    parse_cpu_names,
+)
 from jumpstarter_driver_renode.uart import UartChannel
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +44,10 @@ class FakeMonitor:
 
     async def execute(self, command: str, timeout: float | None = None) -> str:
         self.sent.append(command)
+        if m := re.fullmatch(r'mach (?:create|set) "([^"]+)"', command):
+            self.prompt = f"({m[1]}) "  # Renode's prompt names the selected machine
+        if command.startswith(("Load ", "Clear")) or command == "mach clear":
+            self.prompt = "(monitor) "
         if m := re.fullmatch(r'emulation CreateUartPtyTerminal "\w+" "([^"]+)" true', command):
             master, slave = os.openpty()
             self.ptys += [master, slave]
@@ -71,13 +82,18 @@ class FakeProcess:
         return "Renode exited with code 0"
 
 
-def spec(**overrides) -> BoardSpec:
+def spec(uarts=None, gdb_port=None, buttons=None, leds=None, **overrides) -> BoardSpec:
+    machine = MachineSpec(
+        "m0",
+        platform="platforms/boards/stm32f4_discovery-kit.repl",
+        uarts=uarts or {"console": "sysbus.usart2"},
+        buttons=buttons or {},
+        leds=leds or {},
+        gdb_port=gdb_port,
+    )
     values = dict(
         renode_path=None,
-        machine_name="m0",
-        platform="platforms/boards/stm32f4_discovery-kit.repl",
-        script=None,
-        uarts={"console": "sysbus.usart2"},
+        machines=(machine,),
         extra_commands=(),
         log_level=None,
         startup_timeout=5,
@@ -93,10 +109,10 @@ def make(tmp_path):
 
     def build(firmware: Firmware | None = None, cortex_m: bool = True, **overrides) -> RenodeInstance:
         board = spec(**overrides)
-        channels = {name: UartChannel(name) for name in board.uarts}
+        channels = {uart.key: UartChannel(uart.key) for uart in board.uarts}
         files = ProcessFiles.new(tmp_path, "renode")
         instance = RenodeInstance(
-            board, tmp_path, FakeProcess(), FakeMonitor(cortex_m), channels, firmware, files=files
+            board, tmp_path, FakeProcess(), FakeMonitor(cortex_m), channels, {"m0": firmware} if firmware else {}, files=files
         )
         made.append(instance)
         return instance

@@ -157,7 +157,7 @@ def test_load_address_with_metacharacters_is_refused(standin, tmp_path, sent, ba
         assert result.exit_code != 0
         assert "load address" in str(result.exception) + result.output
         assert sent[before:] == [], "a refused flash sent monitor commands"
-        assert driver.target.firmware is None
+        assert driver.target.firmware == {}
         assert stored_images(driver) == []
 
 
@@ -334,7 +334,7 @@ def test_elf_cut_inside_its_segment_is_refused(standin, tmp_path):
     with target(standin) as (client, driver):
         with pytest.raises(DriverError, match="truncated"):
             client.flasher.flash(write(tmp_path, "cut.elf", image))
-        assert driver.target.firmware is None
+        assert driver.target.firmware == {}
 
 
 def test_intel_hex_without_end_record_is_refused(standin, tmp_path):
@@ -342,7 +342,7 @@ def test_intel_hex_without_end_record_is_refused(standin, tmp_path):
     with target(standin) as (client, driver):
         with pytest.raises(DriverError, match="Intel HEX"):
             client.flasher.flash(write(tmp_path, "cut.hex", b"".join(lines[:-1])))
-        assert driver.target.firmware is None
+        assert driver.target.firmware == {}
 
 
 def test_zero_byte_raw_image_with_address_is_refused(standin, tmp_path):

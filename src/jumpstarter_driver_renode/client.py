@@ -16,13 +16,9 @@ from jumpstarter_driver_pyserial.client import PySerialClient
 from .errors import ExpectError, ExpectFailed, ExpectTimeout
 
 
-class RenodeClient(CompositeClient):
-    """A board emulated by Renode: `power`, `flasher`, `console` (+ named UARTs, `gdb`) children, reset,
-    snapshots, virtual time, logs and (when the exporter allows it) raw monitor commands.
-
-    Calls that need a running board raise `DriverError` saying the target is off, or how Renode ended
-    if it died; bad arguments are refused before anything reaches Renode.
-    """
+class MachineCalls:
+    """The calls about one machine: a one-machine target's client has them, and each machine of a
+    multi-machine target (`client.<machine>`)."""
 
     @property
     def platform(self) -> str | None:
@@ -38,6 +34,7 @@ class RenodeClient(CompositeClient):
 
     def reset_machine(self) -> None:
         """Reset the machine in place (`machine Reset`), without restarting Renode: the firmware reboots.
+        (On a multi-machine target itself: every machine, one after the other.)
 
         :raises DriverError: the target is off, or Renode failed.
         """
@@ -46,35 +43,6 @@ class RenodeClient(CompositeClient):
     def reset(self) -> None:
         """Short name of `reset_machine()` (the driver's own `reset` is Jumpstarter's lease-start hook)."""
         self.reset_machine()
-
-    def monitor_cmd(self, command: str) -> str:
-        """Run a raw monitor command (only if the exporter sets allow_raw_monitor); returns its output.
-
-        :raises DriverError: not allowed on this exporter, control characters, or Renode's own error text.
-        """
-        return self.call("monitor_cmd", command)
-
-    def pause(self) -> None:
-        """Pause the emulation: virtual time stops.
-
-        :raises DriverError: the target is off, or Renode failed.
-        """
-        self.call("pause")
-
-    def resume(self) -> None:
-        """Resume the emulation."""
-        self.call("resume")
-
-    def run_for(self, seconds: float) -> float:
-        """Run exactly `seconds` of virtual time, then pause; returns the virtual time reached.
-
-        :raises DriverError: a duration outside (0, 100 h), the target is off, or Renode failed.
-        """
-        return self.call("run_for", seconds)
-
-    def virtual_time(self) -> float:
-        """The virtual clock in seconds."""
-        return self.call("virtual_time")
 
     def expect_output(
         self, pattern: str, timeout: float, uart: str | None = None, fail_on: list[str] | None = None
@@ -109,6 +77,73 @@ class RenodeClient(CompositeClient):
     def output_tail(self, uart: str | None = None, lines: int = 50) -> str:
         """The last `lines` lines a UART (default: the main console) printed since power-on."""
         return self.call("output_tail", uart, lines)
+
+
+def _add_machine_commands(client: MachineCalls, base: click.Group) -> None:
+    """The `expect`, `write` and `reset` subcommands of a machine."""
+
+    @base.command(name="expect")
+    @click.argument("pattern")
+    @click.option("--timeout", "-t", type=click.FloatRange(min=0), required=True, help="Virtual seconds")
+    @click.option("--uart", default=None, help="UART name (default: the main console)")
+    @click.option("--fail-on", multiple=True, help="Regex that fails the wait if it appears first")
+    def expect_cmd(pattern, timeout, uart, fail_on):
+        """Run until regex PATTERN appears on a UART; print the virtual time of the match"""
+        try:
+            click.echo(f"{client.expect_output(pattern, timeout, uart, list(fail_on)):.9f}")
+        except ExpectError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    @base.command(name="write")
+    @click.argument("text")
+    @click.option("--uart", default=None, help="UART name (default: the main console)")
+    @click.option("--line", "-l", is_flag=True, help="Append a carriage return (Enter)")
+    def write_cmd(text, uart, line):
+        """Type TEXT into a UART (returns once Renode has it)"""
+        client.write_uart(text + ("\r" if line else ""), uart)
+
+    @base.command(name="reset")
+    def reset_cmd():
+        """Reset the running machine (firmware restarts; Renode keeps running)"""
+        client.reset_machine()
+
+
+class RenodeClient(MachineCalls, CompositeClient):
+    """A board emulated by Renode: `power`, `flasher`, `console` (+ named UARTs, `gdb`) children, reset,
+    snapshots, virtual time, logs and (when the exporter allows it) raw monitor commands.
+
+    Calls that need a running board raise `DriverError` saying the target is off, or how Renode ended
+    if it died; bad arguments are refused before anything reaches Renode.
+    """
+
+    def monitor_cmd(self, command: str) -> str:
+        """Run a raw monitor command (only if the exporter sets allow_raw_monitor); returns its output.
+
+        :raises DriverError: not allowed on this exporter, control characters, or Renode's own error text.
+        """
+        return self.call("monitor_cmd", command)
+
+    def pause(self) -> None:
+        """Pause the emulation: virtual time stops.
+
+        :raises DriverError: the target is off, or Renode failed.
+        """
+        self.call("pause")
+
+    def resume(self) -> None:
+        """Resume the emulation."""
+        self.call("resume")
+
+    def run_for(self, seconds: float) -> float:
+        """Run exactly `seconds` of virtual time, then pause; returns the virtual time reached.
+
+        :raises DriverError: a duration outside (0, 100 h), the target is off, or Renode failed.
+        """
+        return self.call("run_for", seconds)
+
+    def virtual_time(self) -> float:
+        """The virtual clock in seconds."""
+        return self.call("virtual_time")
 
     def save_snapshot(self, name: str) -> None:
         """Save the emulation as snapshot `name` (letters, digits, `_`, `.`, `-`).
@@ -160,26 +195,6 @@ class RenodeClient(CompositeClient):
             """Print the virtual time in seconds"""
             click.echo(f"{self.virtual_time():.6f}")
 
-        @base.command(name="expect")
-        @click.argument("pattern")
-        @click.option("--timeout", "-t", type=click.FloatRange(min=0), required=True, help="Virtual seconds")
-        @click.option("--uart", default=None, help="UART name (default: the main console)")
-        @click.option("--fail-on", multiple=True, help="Regex that fails the wait if it appears first")
-        def expect_cmd(pattern, timeout, uart, fail_on):
-            """Run until regex PATTERN appears on a UART; print the virtual time of the match"""
-            try:
-                click.echo(f"{self.expect_output(pattern, timeout, uart, list(fail_on)):.9f}")
-            except ExpectError as exc:
-                raise click.ClickException(str(exc)) from None
-
-        @base.command(name="write")
-        @click.argument("text")
-        @click.option("--uart", default=None, help="UART name (default: the main console)")
-        @click.option("--line", "-l", is_flag=True, help="Append a carriage return (Enter)")
-        def write_cmd(text, uart, line):
-            """Type TEXT into a UART (returns once Renode has it)"""
-            self.write_uart(text + ("\r" if line else ""), uart)
-
         @base.group()
         def snapshot():
             """Save, restore and list emulation snapshots"""
@@ -224,11 +239,7 @@ class RenodeClient(CompositeClient):
             if output:
                 click.echo(output)
 
-        @base.command(name="reset")
-        def reset_cmd():
-            """Reset the running machine (firmware restarts; Renode keeps running)"""
-            self.reset_machine()
-
+        _add_machine_commands(self, base)
         return base
 
 
@@ -253,6 +264,17 @@ def _expect_error(reply: dict, pattern: str, timeout: float, uart: str, fail_on:
     else:
         why = f"it did not appear within {timeout} s of virtual time (now {reply['now']:.6f} s)"
     return ExpectTimeout(f"waiting for {pattern!r} on {uart}: {why}{last}", pattern, reply["now"], tail)
+
+
+class RenodeMachineClient(MachineCalls, CompositeClient):
+    """One machine of a multi-machine target: `flasher`, `console` (+ named UARTs, buttons, LEDs, `gdb`)
+    children, reset and UART waits; power, snapshots and virtual time are the target's (its parent)."""
+
+    def cli(self):
+        base = super().cli()
+        base.help = "One machine of a Renode emulation: flasher, consoles, reset, expect, write"
+        _add_machine_commands(self, base)
+        return base
 
 
 class RenodeFlasherClient(FlasherClient):

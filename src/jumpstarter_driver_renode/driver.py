@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import anyio
 from jumpstarter.driver import Driver, FlasherInterface, export, exportstream
@@ -20,7 +21,7 @@ from .client import RenodeClient
 from .errors import FirmwareError, RenodeTimeoutError
 from .firmware import detect_format, image_entry
 from .gpio import RenodeButton, RenodeLed
-from .instance import BoardSpec, Firmware
+from .instance import BoardSpec, Firmware, HubSpec, MachineSpec
 from .lifecycle import Target
 from .netns import GDB_PORT_IN_NAMESPACE
 from .process import tail
@@ -36,17 +37,150 @@ _RESERVED_CHILDREN = (
 )
 
 
-@pydantic_dataclass(kw_only=True, config=ConfigDict(arbitrary_types_allowed=True, extra="forbid"))
-class Renode(Driver):
-    """A board emulated by Renode, described entirely by the exporter config."""
+class MachineCalls:
+    """The calls about one machine: on a one-machine target the root's, else each machine child's.
+
+    Needs `_root` (the Renode driver) and `_machine` (the machine's spec; None on a multi-machine root).
+    """
+
+    def _one_machine(self, action: str) -> MachineSpec:
+        if self._machine is None:
+            names = ", ".join(m.name for m in self._root._specs)
+            raise ValueError(
+                f"this target has several machines ({names}): {action} on one of them, e.g. `target.<machine>`"
+                " in Python or `j <target> <machine> ...`"
+            )
+        return self._machine
+
+    @export
+    def get_platform(self) -> str | None:
+        return None if self._machine is None else self._machine.platform
+
+    @export
+    def get_uart(self) -> str | None:
+        return None if self._machine is None else self._machine.uarts[MAIN_CONSOLE]
+
+    @export
+    def get_machine_name(self) -> str | None:
+        return None if self._machine is None else self._machine.name
+
+    @export
+    async def reset_machine(self) -> None:
+        """Reset the machine in place (`machine Reset`): the firmware restarts from its image (on a
+        multi-machine root: every machine, one after the other).
+
+        :raises RenodeStateError: the target is off.
+        """
+        machines = self._root._specs if self._machine is None else [self._machine]
+        async with self._root.target.instance("reset the machine") as instance:
+            for machine in machines:
+                await instance.reset(machine.name)
+
+    def _console(self, uart: str | None, action: str) -> str:
+        """The channel key of a UART of this machine (default: its main console)."""
+        machine = self._one_machine(action)
+        name = MAIN_CONSOLE if uart is None else uart
+        if name not in machine.uarts:
+            raise ValueError(f"no UART named {uart!r} (have: {', '.join(machine.uarts)})")
+        return next(u.key for u in self._root.board_spec().uarts if u.machine == machine.name and u.console == name)
+
+    @export
+    async def expect_output(
+        self, pattern: str, timeout: float, uart: str | None = None, fail_on: list[str] | None = None
+    ) -> dict:
+        """Let the emulation run until the regex `pattern` appears in a UART's output, for at most
+        `timeout` seconds of virtual time; returns how it ended (see `ExpectReply`).
+
+        Matches output printed since the previous match on that UART (or power-on, or restore). A paused
+        emulation stays paused where the wait ended; a running one keeps running.
+        """
+        console = self._console(uart, "wait for output")
+        expect.check_pattern(pattern)
+        if fail_on is None:
+            fail_on = []
+        if not isinstance(fail_on, list) or len(fail_on) > expect.MAX_FAIL_ON:
+            raise ValueError(f"fail_on must be a list of at most {expect.MAX_FAIL_ON} regular expressions: {fail_on!r}")
+        for item in fail_on:
+            expect.check_pattern(item, "fail_on pattern")
+        timeout = expect.check_timeout(timeout)
+        async with self._root.target.instance("wait for UART output") as instance:
+            reply = await instance.expect(console, pattern, fail_on, timeout, self._root.expect_host_timeout)
+        return reply.as_dict()
+
+    @export
+    async def write_uart(self, data: str, uart: str | None = None) -> None:
+        """Write `data` (UTF-8) to a UART's input; returns once it is in Renode's PTY.
+
+        Unlike a console stream, the call returns after the write, so a following `expect_output` is sure
+        to run the firmware with this input in its UART (deterministic input while paused).
+        """
+        console = self._console(uart, "write to a UART")
+        if not isinstance(data, str) or not data:
+            raise ValueError(f"data must be a non-empty string: {data!r}")
+        if len(data) > 65536:
+            raise ValueError("data is longer than 65536 characters: send it in parts")
+        root = self._root
+        async with root.target.instance("write to a UART"):
+            try:
+                with anyio.fail_after(root.command_timeout):  # a Renode that stopped reading its PTY
+                    await root.target.channels[console].write(data.encode())
+            except TimeoutError:
+                raise RenodeTimeoutError(
+                    f"Renode did not read {console}'s input within {root.command_timeout:g}s"
+                ) from None
+
+    @export
+    def output_tail(self, uart: str | None = None, lines: int = 50) -> str:
+        """The last `lines` lines a UART printed since power-on (for failure reports)."""
+        if not isinstance(lines, int | float) or not 0 < lines <= 10_000:
+            raise ValueError(f"lines must be between 1 and 10000: {lines!r}")
+        return self._root.target.channels[self._console(uart, "read output")].recent(int(lines))
+
+
+DEFAULT_UART = "sysbus.uart0"
+DEFAULT_MACHINE = "machine-0"
+
+
+@pydantic_dataclass(kw_only=True, config=ConfigDict(extra="forbid"))
+class MachineConfig:
+    """One machine of a multi-machine target (`machines: {name: ...}`): the board-level keys of a target."""
 
     platform: str | None = None
     script: str | None = None
-    uart: str = "sysbus.uart0"
+    uart: str = DEFAULT_UART
     uarts: dict[str, str] = Field(default_factory=dict)
     buttons: dict[str, str] = Field(default_factory=dict)
     leds: dict[str, str] = Field(default_factory=dict)
-    machine_name: str = "machine-0"
+    load_address: StrictStr | StrictInt | None = None
+    extra_commands: list[str] = Field(default_factory=list)
+    gdb_port: int | None = Field(default=None, ge=0, le=65535)
+
+
+@pydantic_dataclass(kw_only=True, config=ConfigDict(extra="forbid"))
+class HubConfig:
+    """A hub wiring peripherals of several machines (`hubs: {name: ...}`): `connect` lists `machine:peripheral`."""
+
+    kind: Literal["uart", "can", "ethernet"]
+    connect: list[str]
+
+
+# Keys of a one-machine target that a multi-machine target sets per machine instead.
+_MACHINE_KEYS = ("platform", "script", "uart", "uarts", "buttons", "leds", "load_address", "gdb_port", "machine_name")
+
+
+@pydantic_dataclass(kw_only=True, config=ConfigDict(arbitrary_types_allowed=True, extra="forbid"))
+class Renode(MachineCalls, Driver):
+    """A board emulated by Renode (or several, `machines`), described entirely by the exporter config."""
+
+    platform: str | None = None
+    script: str | None = None
+    uart: str | None = None  # default sysbus.uart0
+    uarts: dict[str, str] = Field(default_factory=dict)
+    buttons: dict[str, str] = Field(default_factory=dict)
+    leds: dict[str, str] = Field(default_factory=dict)
+    machine_name: str | None = None  # default machine-0
+    machines: dict[str, MachineConfig] = Field(default_factory=dict)
+    hubs: dict[str, HubConfig] = Field(default_factory=dict)
     monitor_port: int = Field(default=0, ge=0, le=65535)
     extra_commands: list[str] = Field(default_factory=list)
     allow_raw_monitor: bool = False
@@ -63,61 +197,56 @@ class Renode(Driver):
     def __post_init__(self):
         self._renode_log_level = _split_log_level(self)
         super().__post_init__()
-        self._validate()
-        channels = {name: UartChannel(name, self.console_backlog) for name in [MAIN_CONSOLE, *self.uarts]}
-        self._target = Target(self.board_spec, channels, self.machine_name, self.warm_start)
+        self._specs = self._validate()
+        spec = self.board_spec()
+        self._root, self._machine = self, None if spec.several else self._specs[0]
+        channels = {uart.key: UartChannel(uart.key, self.console_backlog) for uart in spec.uarts}
+        label = "+".join(m.name for m in self._specs)[:64]  # names the target's log and work dir
+        self._target = Target(self.board_spec, channels, label, self.warm_start)
         self._images = itertools.count(1)
         self.children["power"] = RenodePower(parent=self)
-        self.children["flasher"] = RenodeFlasher(parent=self)
-        for name, channel in channels.items():
-            self.children[name] = RenodeConsole(channel=channel)
-        if self.gdb_port is not None:
-            self.children["gdb"] = RenodeGdb(parent=self)
-        for name, peripheral in self.buttons.items():
-            self.children[name] = RenodeButton(parent=self, peripheral=peripheral)
-        for name, peripheral in self.leds.items():
-            self.children[name] = RenodeLed(parent=self, peripheral=peripheral, label=name)
+        if spec.several:
+            for machine in self._specs:
+                self.children[machine.name] = RenodeMachine(root=self, spec=machine)
+        else:
+            _add_machine_children(self, self, self._specs[0])
         if self.monitor_port:
             self.logger.warning(
                 "monitor_port=%d is ignored: the monitor runs over a private pipe, never a TCP port", self.monitor_port
             )
 
-    def _validate(self) -> None:
-        if (self.platform is None) == (self.script is None):
-            raise ValueError("set exactly one of `platform` (a .repl file) or `script` (a .resc file)")
-        self._validate_board_files()
-        commands.check_name(self.machine_name, "machine_name")
-        commands.check_peripheral(self.uart, "uart")
-        taken: dict[str, str] = {}
-        for key in ("uarts", "buttons", "leds"):
-            for name, peripheral in getattr(self, key).items():
-                commands.check_name(name, f"{key} key")
-                if name in _RESERVED_CHILDREN:
-                    raise ValueError(
-                        f"{key} key {name!r} clashes with a built-in child, client method or command; pick another name"
-                    )
-                if name in taken:
-                    raise ValueError(f"{key} key {name!r} is also a key of {taken[name]}: children need distinct names")
-                taken[name] = key
-                commands.check_peripheral(peripheral, f"{key}[{name}]")
+    def _validate(self) -> list[MachineSpec]:
         for command in self.extra_commands:
             commands.check_line(command, "extra_commands entry")
-        if self.load_address is not None:
-            self.load_address = commands.parse_address(self.load_address)
-
-    def _validate_board_files(self) -> None:
-        if self.platform is not None:
-            commands.platform_token(self.platform)
-            if self.platform.startswith("/") and not Path(self.platform).is_file():
-                raise ValueError(f"platform file not found: {self.platform}")
-        if self.script is not None:
-            if not Path(self.script).is_absolute():
-                raise ValueError(
-                    f"script must be an absolute path (Renode changes its working directory): {self.script}"
-                )
-            if not Path(self.script).is_file():
-                raise ValueError(f"script file not found: {self.script}")
-            commands.path_token(self.script)
+        if not self.machines:
+            if self.hubs:
+                raise ValueError("`hubs` wire machines together: list them under `machines`")
+            name = self.machine_name if self.machine_name is not None else DEFAULT_MACHINE
+            commands.check_name(name, "machine_name")
+            board = MachineConfig(
+                platform=self.platform,
+                script=self.script,
+                uart=self.uart if self.uart is not None else DEFAULT_UART,
+                uarts=self.uarts,
+                buttons=self.buttons,
+                leds=self.leds,
+                load_address=self.load_address,
+                gdb_port=self.gdb_port,
+            )
+            return [_machine_spec(name, board, "")]
+        for key in _MACHINE_KEYS:
+            if getattr(self, key) not in (None, {}):
+                raise ValueError(f"with `machines`, set `{key}` inside each machine, not at the top level")
+        specs = []
+        for name, board in self.machines.items():
+            commands.check_name(name, "machines key")
+            if name in _RESERVED_CHILDREN:
+                raise ValueError(f"machines key {name!r} clashes with a built-in child, client method or command")
+            specs.append(_machine_spec(name, board, f"machines[{name}]."))
+        if sum(m.gdb_port is not None for m in specs) > 1:
+            raise ValueError("`gdb_port` is supported on one machine per target")
+        self._hubs = tuple(_hub_spec(name, hub, {m.name for m in specs}) for name, hub in self.hubs.items())
+        return specs
 
     @classmethod
     def client(cls) -> str:
@@ -138,23 +267,21 @@ class Renode(Driver):
     def board_spec(self) -> BoardSpec:
         return BoardSpec(
             renode_path=self.renode_path,
-            machine_name=self.machine_name,
-            platform=self.platform,
-            script=Path(self.script) if self.script else None,
-            uarts={MAIN_CONSOLE: self.uart, **self.uarts},
+            machines=tuple(self._specs),
             extra_commands=tuple(self.extra_commands),
             log_level=self._renode_log_level,
             startup_timeout=self.startup_timeout,
             command_timeout=self.command_timeout,
             autostart=self.autostart,
-            gdb_port=None if self.gdb_port is None else (self.gdb_port or GDB_PORT_IN_NAMESPACE),
-            buttons=dict(self.buttons),
-            leds=dict(self.leds),
+            hubs=getattr(self, "_hubs", ()),
         )
 
-    async def store_firmware(self, chunks: AsyncIterator[bytes], address: str | int | None) -> str:
-        """Write an upload to the work dir, check it, and make it the target's image; returns its format."""
-        load_address = commands.parse_address(address) if address is not None else self.load_address
+    def _spec_of(self, machine: str) -> MachineSpec:
+        return next(m for m in self._specs if m.name == machine)
+
+    async def store_firmware(self, chunks: AsyncIterator[bytes], address: str | int | None, machine: str) -> str:
+        """Write an upload to the work dir, check it, and make it the machine's image; returns its format."""
+        load_address = commands.parse_address(address) if address is not None else self._spec_of(machine).load_address
         images = self.workdir / "firmware"
         images.mkdir(exist_ok=True)
         path = images / f"image-{next(self._images)}"
@@ -169,34 +296,14 @@ class Renode(Driver):
                     "`flash fw.bin --load-address 0x08000000`, or set `load_address` in the exporter config"
                 )
             address = load_address if kind == "bin" else None
-            await self._target.store_firmware(Firmware(path, kind, address, image_entry(path, kind, address)))
+            firmware = Firmware(path, kind, address, image_entry(path, kind, address))
+            await self._target.store_firmware(machine, firmware)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         return kind
 
-    # -- exported calls --------------------------------------------------------------------------
-
-    @export
-    def get_platform(self) -> str | None:
-        return self.platform
-
-    @export
-    def get_uart(self) -> str:
-        return self.uart
-
-    @export
-    def get_machine_name(self) -> str:
-        return self.machine_name
-
-    @export
-    async def reset_machine(self) -> None:
-        """Reset the running machine in place (`machine Reset`): the firmware restarts from its image.
-
-        :raises RenodeStateError: the target is off.
-        """
-        async with self._target.instance("reset the machine") as instance:
-            await instance.reset()
+    # -- exported calls ---------------------------------------------------------------------------
 
     @export
     async def monitor_cmd(self, command: str) -> str:
@@ -243,66 +350,6 @@ class Renode(Driver):
         """The machine's virtual clock, in seconds."""
         async with self._target.instance("read the virtual time") as instance:
             return await instance.virtual_time()
-
-    # -- waiting for output in virtual time --------------------------------------------------------
-
-    def _console(self, uart: str | None) -> str:
-        if uart is None or uart == MAIN_CONSOLE:
-            return MAIN_CONSOLE
-        if uart not in self.uarts:
-            raise ValueError(f"no UART named {uart!r} (have: {', '.join([MAIN_CONSOLE, *self.uarts])})")
-        return uart
-
-    @export
-    async def expect_output(
-        self, pattern: str, timeout: float, uart: str | None = None, fail_on: list[str] | None = None
-    ) -> dict:
-        """Let the emulation run until the regex `pattern` appears in a UART's output, for at most
-        `timeout` seconds of virtual time; returns how it ended (see `ExpectReply`).
-
-        Matches output printed since the previous match on that UART (or power-on, or restore). A paused
-        emulation stays paused where the wait ended; a running one keeps running.
-        """
-        console = self._console(uart)
-        expect.check_pattern(pattern)
-        if fail_on is None:
-            fail_on = []
-        if not isinstance(fail_on, list) or len(fail_on) > expect.MAX_FAIL_ON:
-            raise ValueError(f"fail_on must be a list of at most {expect.MAX_FAIL_ON} regular expressions: {fail_on!r}")
-        for item in fail_on:
-            expect.check_pattern(item, "fail_on pattern")
-        timeout = expect.check_timeout(timeout)
-        async with self._target.instance("wait for UART output") as instance:
-            reply = await instance.expect(console, pattern, fail_on, timeout, self.expect_host_timeout)
-        return reply.as_dict()
-
-    @export
-    async def write_uart(self, data: str, uart: str | None = None) -> None:
-        """Write `data` (UTF-8) to a UART's input; returns once it is in Renode's PTY.
-
-        Unlike a console stream, the call returns after the write, so a following `expect_output` is sure
-        to run the firmware with this input in its UART (deterministic input while paused).
-        """
-        console = self._console(uart)
-        if not isinstance(data, str) or not data:
-            raise ValueError(f"data must be a non-empty string: {data!r}")
-        if len(data) > 65536:
-            raise ValueError("data is longer than 65536 characters: send it in parts")
-        async with self._target.instance("write to a UART"):
-            try:
-                with anyio.fail_after(self.command_timeout):  # a Renode that stopped reading its PTY
-                    await self._target.channels[console].write(data.encode())
-            except TimeoutError:
-                raise RenodeTimeoutError(
-                    f"Renode did not read {uart or MAIN_CONSOLE}'s input within {self.command_timeout:g}s"
-                ) from None
-
-    @export
-    def output_tail(self, uart: str | None = None, lines: int = 50) -> str:
-        """The last `lines` lines a UART printed since power-on (for failure reports)."""
-        if not isinstance(lines, int | float) or not 0 < lines <= 10_000:
-            raise ValueError(f"lines must be between 1 and 10000: {lines!r}")
-        return self._target.channels[self._console(uart)].recent(int(lines))
 
     # -- snapshots -------------------------------------------------------------------------------
 
@@ -377,6 +424,108 @@ def _split_log_level(driver: Renode) -> str | None:
     return level
 
 
+def _machine_spec(name: str, board: MachineConfig, where: str) -> MachineSpec:
+    """A machine's config, checked (`where` prefixes key names in errors: `machines[a].`)."""
+    if (board.platform is None) == (board.script is None):
+        raise ValueError(f"set exactly one of `{where}platform` (a .repl file) or `{where}script` (a .resc file)")
+    _check_board_files(board.platform, board.script)
+    commands.check_peripheral(board.uart, f"{where}uart")
+    taken: dict[str, str] = {}
+    for key in ("uarts", "buttons", "leds"):
+        for child, peripheral in getattr(board, key).items():
+            commands.check_name(child, f"{where}{key} key")
+            if child in _RESERVED_CHILDREN:
+                raise ValueError(
+                    f"{where}{key} key {child!r} clashes with a built-in child, client method or command; pick another"
+                    " name"
+                )
+            if child in taken:
+                raise ValueError(
+                    f"{where}{key} key {child!r} is also a key of {taken[child]}: children need distinct names"
+                )
+            taken[child] = key
+            commands.check_peripheral(peripheral, f"{where}{key}[{child}]")
+    for command in board.extra_commands:
+        commands.check_line(command, f"{where}extra_commands entry")
+    return MachineSpec(
+        name=name,
+        platform=board.platform,
+        script=Path(board.script) if board.script else None,
+        uarts={MAIN_CONSOLE: board.uart, **board.uarts},
+        buttons=dict(board.buttons),
+        leds=dict(board.leds),
+        extra_commands=tuple(board.extra_commands),
+        gdb_port=None if board.gdb_port is None else (board.gdb_port or GDB_PORT_IN_NAMESPACE),
+        load_address=None if board.load_address is None else commands.parse_address(board.load_address),
+    )
+
+
+def _check_board_files(platform: str | None, script: str | None) -> None:
+    if platform is not None:
+        commands.platform_token(platform)
+        if platform.startswith("/") and not Path(platform).is_file():
+            raise ValueError(f"platform file not found: {platform}")
+    if script is not None:
+        if not Path(script).is_absolute():
+            raise ValueError(f"script must be an absolute path (Renode changes its working directory): {script}")
+        if not Path(script).is_file():
+            raise ValueError(f"script file not found: {script}")
+        commands.path_token(script)
+
+
+def _hub_spec(name: str, hub: HubConfig, machines: set[str]) -> HubSpec:
+    """A hub's config, checked: every connection names a machine of the target and a peripheral path."""
+    commands.check_name(name, "hubs key")
+    if name.startswith("term_"):
+        raise ValueError(f"hubs key {name!r}: names starting with `term_` are the driver's UART terminals")
+    connect: list[tuple[str, str]] = []
+    for item in hub.connect:
+        machine, sep, peripheral = item.partition(":")
+        if not sep or machine not in machines:
+            raise ValueError(
+                f"hubs[{name}].connect: {item!r} must be `machine:peripheral` with a machine of `machines` "
+                f"({', '.join(sorted(machines))})"
+            )
+        commands.check_peripheral(peripheral, f"hubs[{name}].connect peripheral")
+        if (machine, peripheral) in connect:
+            raise ValueError(f"hubs[{name}].connect lists {item!r} twice")
+        connect.append((machine, peripheral))
+    if not connect:
+        raise ValueError(f"hubs[{name}].connect is empty: list the `machine:peripheral`s to wire")
+    return HubSpec(name, hub.kind, tuple(connect))
+
+
+def _add_machine_children(root: Renode, owner: Driver, machine: MachineSpec) -> None:
+    """A machine's flasher, consoles, GDB, buttons and LEDs, as children of `owner`."""
+    owner.children["flasher"] = RenodeFlasher(parent=root, machine=machine.name)
+    for uart in root.board_spec().uarts:
+        if uart.machine == machine.name:
+            owner.children[uart.console] = RenodeConsole(channel=root.target.channels[uart.key])
+    if machine.gdb_port is not None:
+        owner.children["gdb"] = RenodeGdb(parent=root)
+    for name, peripheral in machine.buttons.items():
+        owner.children[name] = RenodeButton(parent=root, machine=machine.name, peripheral=peripheral)
+    for name, peripheral in machine.leds.items():
+        owner.children[name] = RenodeLed(parent=root, machine=machine.name, peripheral=peripheral, label=name)
+
+
+@dataclass(kw_only=True)
+class RenodeMachine(MachineCalls, Driver):
+    """One machine of a multi-machine target: flasher, consoles, GDB, buttons, LEDs, reset and UART calls."""
+
+    root: Renode
+    spec: MachineSpec
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._root, self._machine = self.root, self.spec
+        _add_machine_children(self.root, self, self.spec)
+
+    @classmethod
+    def client(cls) -> str:
+        return "jumpstarter_driver_renode.client.RenodeMachineClient"
+
+
 @dataclass(kw_only=True)
 class RenodePower(PowerInterface, Driver):
     parent: Renode
@@ -400,6 +549,7 @@ class RenodePower(PowerInterface, Driver):
 @dataclass(kw_only=True)
 class RenodeFlasher(FlasherInterface, Driver):
     parent: Renode
+    machine: str
 
     @classmethod
     def client(cls) -> str:
@@ -412,7 +562,7 @@ class RenodeFlasher(FlasherInterface, Driver):
         Before power-on the image is loaded by `on`; while running it is loaded now and the machine reset.
         """
         async with self.resource(source) as res:  # resources are registered on this child
-            return await self.parent.store_firmware(res, target)
+            return await self.parent.store_firmware(res, target, self.machine)
 
     @export
     async def dump(self, target, partition: str | None = None):

@@ -76,12 +76,13 @@ def _wait_timeout(timeout: float | None) -> float:
 @dataclass(kw_only=True)
 class _GpioChild(Driver):
     parent: Renode
+    machine: str
     peripheral: str
 
     async def _run(self, line: str, action: str, waits: bool = False) -> GpioReply:
         async with self.parent.target.instance(action) as instance:
-            run = instance.execute_wait if waits else instance.execute
-            return parse_reply(await run(line, _limit(self.parent, waits)))
+            run = instance.on_wait if waits else instance.on
+            return parse_reply(await run(self.machine, line, _limit(self.parent, waits)))
 
 
 @dataclass(kw_only=True)

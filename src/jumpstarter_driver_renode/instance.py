@@ -67,11 +67,6 @@ def _links_file(snapshot: Path) -> Path:
     return snapshot.with_suffix(".links.json")
 
 
-def _terminal(console: str) -> str:
-    """The name of the Renode PTY terminal behind a console."""
-    return f"term_{console}"
-
-
 def _keep_one_previous_log(workdir: Path) -> None:
     """Each power-on writes a fresh renode.log; the previous run's stays as renode.previous.log.
 
@@ -150,22 +145,83 @@ class ProcessFiles:
 
 
 @dataclass(frozen=True)
+class MachineSpec:
+    """One machine of the emulation: from a platform file (named `name`) or a script that creates it."""
+
+    name: str
+    platform: str | None = None
+    script: Path | None = None
+    uarts: dict[str, str] = field(default_factory=dict)  # console name -> peripheral; the first is `console`
+    buttons: dict[str, str] = field(default_factory=dict)  # child name -> peripheral
+    leds: dict[str, str] = field(default_factory=dict)
+    extra_commands: tuple[str, ...] = ()  # run with this machine selected, before its firmware loads
+    gdb_port: int | None = None  # port of its GDB server inside Renode's private network namespace
+    load_address: int | None = None  # of raw binaries flashed without one
+
+
+HUB_KINDS = {"uart": "CreateUARTHub", "can": "CreateCANHub", "ethernet": "CreateSwitch"}
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """A hub (`emulation CreateUARTHub`, `CreateCANHub`, `CreateSwitch`) and the peripherals wired to it."""
+
+    name: str
+    kind: str  # a key of HUB_KINDS
+    connect: tuple[tuple[str, str], ...]  # (machine, peripheral)
+
+    def create_command(self) -> str:
+        return f"emulation {HUB_KINDS[self.kind]} {commands.string_token(commands.check_name(self.name, 'hub'))}"
+
+
+@dataclass(frozen=True)
+class Uart:
+    """One UART wired to a console channel."""
+
+    key: str  # the channel's key: the console's name, or `machine/console` when there are several machines
+    machine: str
+    console: str
+    peripheral: str
+    slug: str  # unique in the emulation and safe in a Renode name and a file name
+
+    @property
+    def terminal(self) -> str:
+        """The Renode PTY terminal behind it."""
+        return f"term_{self.slug}"
+
+
+@dataclass(frozen=True)
 class BoardSpec:
     """Everything `start` needs, resolved and validated by the driver."""
 
     renode_path: str | None
-    machine_name: str
-    platform: str | None
-    script: Path | None
-    uarts: dict[str, str]  # console name -> peripheral
-    extra_commands: tuple[str, ...]
+    machines: tuple[MachineSpec, ...]
+    extra_commands: tuple[str, ...]  # one machine: run with it selected; several: with none selected
     log_level: str | None
     startup_timeout: float
     command_timeout: float
     autostart: bool = True  # False: power on leaves the machine paused at virtual time zero
-    gdb_port: int | None = None  # port of Renode's GDB server inside its private network namespace
-    buttons: dict[str, str] = field(default_factory=dict)  # child name -> peripheral
-    leds: dict[str, str] = field(default_factory=dict)
+    hubs: tuple[HubSpec, ...] = ()
+
+    @property
+    def several(self) -> bool:
+        return len(self.machines) > 1
+
+    @property
+    def uarts(self) -> tuple[Uart, ...]:
+        """Every UART with a console, machine by machine."""
+        return tuple(
+            Uart(f"{m.name}/{console}", m.name, console, peripheral, f"{i}_{console}")
+            if self.several
+            else Uart(console, m.name, console, peripheral, console)
+            for i, m in enumerate(self.machines)
+            for console, peripheral in m.uarts.items()
+        )
+
+    @property
+    def gdb(self) -> MachineSpec | None:
+        """The machine with a GDB server (the driver allows one per target)."""
+        return next((m for m in self.machines if m.gdb_port is not None), None)
 
 
 @dataclass(eq=False)
@@ -175,15 +231,20 @@ class RenodeInstance:
     process: RenodeProcess
     monitor: MonitorClient
     channels: dict[str, UartChannel]
-    firmware: Firmware | None = None
+    firmware: dict[str, Firmware] = field(default_factory=dict)  # machine -> its image
     version: tuple[int, int, int] = (0, 0, 0)
     running: bool = False  # whether the emulation is started (we are the only one who starts/pauses it)
-    machine: str | None = None  # the machine the monitor has selected
-    boot_cpu: BootCpu | None = None  # found on the first BIN or HEX load
+    renode_names: dict[str, str] = field(default_factory=dict)  # machine -> its name in Renode (a script's own)
+    boot_cpus: dict[str, BootCpu] = field(default_factory=dict)  # machine -> found on its first BIN or HEX load
     files: ProcessFiles | None = None
-    links: dict[str, Path] = field(default_factory=dict)  # console -> the PTY link its channel reads
+    links: dict[str, Path] = field(default_factory=dict)  # channel key -> the PTY link its channel reads
     _links: list[Path] = field(default_factory=list)  # every link this process made: removed at stop
     _reading: bool = False  # whether the target's UART channels read this process's PTYs
+
+    @property
+    def machine(self) -> str | None:
+        """The Renode name of the first machine (the only one on a one-machine target), once created."""
+        return self.renode_names.get(self.spec.machines[0].name)
 
     @property
     def log_path(self) -> Path:
@@ -191,7 +252,7 @@ class RenodeInstance:
 
     @property
     def gdb_socket(self) -> Path | None:
-        return self.files.gdb_socket if self.spec.gdb_port is not None else None
+        return self.files.gdb_socket if self.spec.gdb is not None else None
 
     @property
     def healthy(self) -> bool:
@@ -204,7 +265,7 @@ class RenodeInstance:
         spec: BoardSpec,
         workdir: Path,
         channels: dict[str, UartChannel],
-        firmware: Firmware | None,
+        firmware: dict[str, Firmware],
         log: logging.Logger = logger,
     ) -> RenodeInstance:
         """A cold power-on: a new Renode, prepared and finished at once."""
@@ -231,7 +292,7 @@ class RenodeInstance:
         version = await check_version(executable, spec.startup_timeout)
         for stale in (files.log, files.stderr):
             stale.unlink(missing_ok=True)
-        gdb = (files.gdb_socket, spec.gdb_port) if spec.gdb_port is not None else None
+        gdb = (files.gdb_socket, spec.gdb.gdb_port) if spec.gdb is not None else None
         process = await RenodeProcess.spawn(
             executable, workdir, gdb, log, config_file=files.config, stderr_path=files.stderr, tmp_dir=files.tmp
         )
@@ -249,16 +310,15 @@ class RenodeInstance:
                 log=log,
             ),
             channels,
-            None,
-            version,
+            version=version,
             files=files,
         )
         await self._stop_on_failure(self._prepare())
         return self
 
-    async def finish(self, firmware: Firmware | None) -> None:
+    async def finish(self, firmware: dict[str, Firmware]) -> None:
         """The fast half of a power-on: UARTs wired, extra commands, firmware loaded, GDB, started."""
-        self.firmware = firmware
+        self.firmware = dict(firmware)
         await self._stop_on_failure(self._finish())
 
     async def _stop_on_failure(self, step: Awaitable[None]) -> None:
@@ -278,8 +338,11 @@ class RenodeInstance:
         await self.monitor.execute(commands.log_file(self.log_path))
         if spec.log_level:
             await self.monitor.execute(commands.log_level(spec.log_level))
-        await self._create_machine()
+        for machine in spec.machines:
+            await self._create_machine(machine)
         await self._connect_uarts()
+        for hub in spec.hubs:
+            await self._create_hub(hub)
         for line in expect.include_helpers():
             await self.monitor.execute(line, timeout=spec.startup_timeout)
         await self._watch_uarts()
@@ -288,12 +351,17 @@ class RenodeInstance:
     async def _finish(self) -> None:
         spec, run = self.spec, self.monitor.execute
         self._attach_channels()
+        if spec.several:
+            await run("mach clear")  # the target's own extra commands are about the whole emulation
         for command in spec.extra_commands:
             await run(command, timeout=spec.startup_timeout)
-        if self.firmware is not None:
-            await self._load(self.firmware)
-        if spec.gdb_port is not None:
-            await run(commands.start_gdb_server(spec.gdb_port))
+        for machine in spec.machines:
+            for command in machine.extra_commands:
+                await self.on(machine.name, command, timeout=spec.startup_timeout)
+            if machine.name in self.firmware:
+                await self._load(machine.name, self.firmware[machine.name])
+        if spec.gdb is not None:
+            await self.on(spec.gdb.name, commands.start_gdb_server(spec.gdb.gdb_port))
         if spec.autostart:
             await self.resume()
 
@@ -306,57 +374,87 @@ class RenodeInstance:
         self.files = dataclasses.replace(self.files, log=log, stderr=stderr)
         self.process.stderr_path = stderr
 
-    async def _create_machine(self) -> None:
-        """The machine from the platform file, or whatever the script creates and selects."""
-        spec, run = self.spec, self.monitor.execute
-        if spec.script is not None:
-            await run(commands.include_script(spec.script), timeout=spec.startup_timeout)
-            self.machine = selected_machine(self.monitor.prompt)
-            if self.machine is None:
-                raise RenodeStartError(f"script {spec.script} did not create or select a machine")
+    async def _create_machine(self, machine: MachineSpec) -> None:
+        """A machine from its platform file, or whatever its script creates and selects."""
+        run, timeout = self.monitor.execute, self.spec.startup_timeout
+        if machine.script is not None:
+            await run(commands.include_script(machine.script), timeout=timeout)
+            created = selected_machine(self.monitor.prompt)
+            if created is None or created in self.renode_names.values():
+                raise RenodeStartError(f"script {machine.script} did not create or select a new machine")
+            self.renode_names[machine.name] = created
             return
-        await run(commands.mach_create(spec.machine_name))
+        await run(commands.mach_create(machine.name))
+        self.renode_names[machine.name] = machine.name
         try:
-            await run(commands.load_platform(spec.platform), timeout=spec.startup_timeout)
+            await run(commands.load_platform(machine.platform), timeout=timeout)
         except RenodeCommandError as exc:
             if "Failed to download" in exc.renode_message:
                 raise RenodeStartError(f"{exc}; {DOWNLOAD_HINT}") from exc
             raise
-        self.machine = spec.machine_name
+
+    async def on(self, machine: str, command: str, timeout: float | None = None) -> str:
+        """Run a command with `machine` selected (the prompt says which one is)."""
+        name = self.renode_names[machine]
+        if selected_machine(self.monitor.prompt) != name:
+            await self.monitor.execute(commands.mach_set(name))
+        return await self.monitor.execute(command, timeout)
+
+    async def on_wait(self, machine: str, command: str, timeout: float) -> str:
+        """`on` for a command that runs the board until something happens (see `execute_wait`)."""
+        with anyio.CancelScope(shield=True):
+            return await self.on(machine, command, timeout)
+
+    async def _create_hub(self, hub: HubSpec) -> None:
+        """A hub, and each listed peripheral connected to it (with its machine selected)."""
+        await self.monitor.execute(hub.create_command())
+        for machine, peripheral in hub.connect:
+            try:
+                await self.on(machine, commands.connect_uart(peripheral, hub.name))
+            except RenodeCommandError as exc:
+                said = exc.renode_message
+                # Renode answers a name it cannot resolve with the command's signatures.
+                why = "no such peripheral in that machine" if "did not match the signature" in said else said
+                raise RenodeStartError(
+                    f"hub `{hub.name}` ({hub.kind}): cannot connect `{machine}:{peripheral}`: {_last_line(why)}"
+                ) from exc
 
     async def _connect_uarts(self) -> None:
         """A PTY terminal per console, connected to its UART (a channel reads it once the board starts)."""
-        for name, peripheral in self.spec.uarts.items():
-            link = self.files.uart_link(name)
-            self.links[name] = link
+        for uart in self.spec.uarts:
+            link = self.files.uart_link(uart.slug)
+            self.links[uart.key] = link
             self._links.append(link)
-            await self.monitor.execute(commands.create_pty_terminal(_terminal(name), link))
+            await self.monitor.execute(commands.create_pty_terminal(uart.terminal, link))
             try:
-                await self.monitor.execute(commands.connect_uart(peripheral, _terminal(name)))
+                await self.on(uart.machine, commands.connect_uart(uart.peripheral, uart.terminal))
             except RenodeError as exc:
                 raise RenodeStartError(
-                    f"cannot connect UART `{peripheral}` (console `{name}`): the platform has no such UART? {exc}"
+                    f"cannot connect UART `{uart.peripheral}` (console `{uart.key}`): the platform has no such "
+                    f"UART? {exc}"
                 ) from exc
 
     async def _watch_uarts(self) -> None:
         """Renode records each UART's output for `expect` (after the connects: see inside_renode/expect.py)."""
-        for name, peripheral in self.spec.uarts.items():
-            await self.monitor.execute(expect.watch(peripheral, _terminal(name)))
+        for uart in self.spec.uarts:
+            await self.on(uart.machine, expect.watch(uart.peripheral, uart.terminal))
 
     async def _check_gpios(self) -> None:
         """Every configured button and LED exists and is of its kind, or power-on fails naming it."""
-        for kind, peripherals in (("button", self.spec.buttons), ("led", self.spec.leds)):
-            for name, peripheral in peripherals.items():
-                try:
-                    await self.monitor.execute(gpio.check(peripheral, kind))
-                except RenodeCommandError as exc:
-                    raise RenodeStartError(
-                        f"{'button' if kind == 'button' else 'LED'} `{name}`: {_last_line(exc.renode_message)}"
-                    ) from exc
+        for machine in self.spec.machines:
+            for kind, peripherals in (("button", machine.buttons), ("led", machine.leds)):
+                for name, peripheral in peripherals.items():
+                    try:
+                        await self.on(machine.name, gpio.check(peripheral, kind))
+                    except RenodeCommandError as exc:
+                        what = f"{'button' if kind == 'button' else 'LED'} `{name}`"
+                        if self.spec.several:
+                            what += f" of machine `{machine.name}`"
+                        raise RenodeStartError(f"{what}: {_last_line(exc.renode_message)}") from exc
 
     def _attach_channels(self, fresh: bool = True) -> None:
-        for name in self.spec.uarts:
-            self.channels[name].attach(self.links[name], fresh)
+        for uart in self.spec.uarts:
+            self.channels[uart.key].attach(self.links[uart.key], fresh)
         self._reading = True
 
     async def resume(self) -> None:
@@ -380,12 +478,12 @@ class RenodeInstance:
 
         Input written to the console before the call reaches the UART before the machine runs.
         """
-        channel = self.channels[console]
-        written = channel.written
-        line = expect.expect_command(self.spec.uarts[console], pattern, fail_on, timeout, host_timeout, written)
+        uart = self._uart(console)
+        written = self.channels[console].written
+        line = expect.expect_command(uart.peripheral, pattern, fail_on, timeout, host_timeout, written)
         # Renode's helper may spend 5 s waiting for input, then the host limit twice (run, then pause).
         limit = 5 + 2 * host_timeout + self.spec.command_timeout
-        reply = expect.parse_reply(await self.execute_wait(line, limit))
+        reply = expect.parse_reply(await self.on_wait(uart.machine, line, limit))
         if reply.delivered < written:
             logger.warning(
                 "%s: Renode had received %d of the %d input bytes written when the wait began: the rest reached "
@@ -395,6 +493,9 @@ class RenodeInstance:
                 written,
             )
         return reply
+
+    def _uart(self, key: str) -> Uart:
+        return next(uart for uart in self.spec.uarts if uart.key == key)
 
     async def virtual_time(self) -> float:
         return parse_virtual_time(await self.monitor.execute("currentTime"))
@@ -413,7 +514,7 @@ class RenodeInstance:
 
         `Load` alone fails while the old emulation's PTY links exist, so clear first; Load restores
         the UART terminals on new PTYs at the same links, paused, with no machine selected and no
-        macros, so select the machine, re-register the reset macro and reattach the UARTs.
+        macros, so select each machine, re-register its reset macro and reattach its UARTs.
         """
         was_running = self.running
         self._detach_channels()
@@ -422,67 +523,71 @@ class RenodeInstance:
         await self.monitor.execute(commands.load_snapshot(path), timeout=self.spec.startup_timeout)
         # The terminals come back at the links of the process that saved them (maybe an earlier one).
         saved = json.loads(_links_file(path).read_text()) if _links_file(path).is_file() else {}
-        self.links.update({name: Path(link) for name, link in saved.items() if name in self.links})
+        self.links.update({key: Path(link) for key, link in saved.items() if key in self.links})
         self._links.extend(self.links.values())
-        await self.monitor.execute(commands.mach_set(self.machine))
-        if "unavailable" in await self.monitor.execute("jumpstarter_rearm_reset"):
-            logger.warning("this Renode cannot re-arm the reset macro after a snapshot load: resets may halt the CPU")
-        if self.firmware is not None:
-            await self.monitor.execute(commands.reset_macro(await self._load_line(self.firmware)))
+        for machine in self.spec.machines:
+            if "unavailable" in await self.on(machine.name, "jumpstarter_rearm_reset"):
+                logger.warning(
+                    "this Renode cannot re-arm the reset macro after a snapshot load: resets may halt the CPU"
+                )
+            if machine.name in self.firmware:
+                await self.on(machine.name, commands.reset_macro(await self._load_line(machine.name)))
         # A restored PTY terminal passes no bytes either way until its UART is connected again.
-        for name, peripheral in self.spec.uarts.items():
-            await self.monitor.execute(commands.disconnect_uart(peripheral, _terminal(name)))
-            await self.monitor.execute(commands.connect_uart(peripheral, _terminal(name)))
+        for uart in self.spec.uarts:
+            await self.on(uart.machine, commands.disconnect_uart(uart.peripheral, uart.terminal))
+            await self.on(uart.machine, commands.connect_uart(uart.peripheral, uart.terminal))
         await self._watch_uarts()
         self._attach_channels(fresh=False)
         if was_running:
             await self.resume()
 
-    async def _load(self, firmware: Firmware) -> None:
-        await self.monitor.execute(firmware.load_command(), timeout=self.spec.startup_timeout)
+    async def _load(self, machine: str, firmware: Firmware) -> None:
+        await self.on(machine, firmware.load_command(), timeout=self.spec.startup_timeout)
         if firmware.entry is not None:
-            await self.monitor.execute((await self._boot_cpu()).entry_command(firmware.entry))
+            await self.on(machine, (await self._boot_cpu(machine)).entry_command(firmware.entry))
         # Renode's own board scripts reload the image on every reset through this macro. A reset also
         # forgets a BIN or HEX image's entry, so the macro sets it again.
-        await self.monitor.execute(commands.reset_macro(await self._load_line(firmware)))
+        await self.on(machine, commands.reset_macro(await self._load_line(machine, firmware)))
 
-    async def _load_line(self, firmware: Firmware) -> str:
+    async def _load_line(self, machine: str, firmware: Firmware | None = None) -> str:
         """The image's load command, with its entry for BIN and HEX, as one monitor line."""
+        firmware = firmware or self.firmware[machine]
         if firmware.entry is None:
             return firmware.load_command()
-        return f"{firmware.load_command()}; {(await self._boot_cpu()).entry_command(firmware.entry)}"
+        return f"{firmware.load_command()}; {(await self._boot_cpu(machine)).entry_command(firmware.entry)}"
 
-    async def _boot_cpu(self) -> BootCpu:
+    async def _boot_cpu(self, machine: str) -> BootCpu:
         """The platform's first CPU, asked once: names differ between platforms (`cpu` is common, not universal)."""
-        if self.boot_cpu is None:
-            names = parse_cpu_names(await self.monitor.execute("sysbus GetCPUs"), self.machine)
+        if machine not in self.boot_cpus:
+            names = parse_cpu_names(await self.on(machine, "sysbus GetCPUs"), self.renode_names[machine])
             if not names:
                 raise RenodeStartError("the platform has no CPU (`sysbus GetCPUs` listed none)")
             name = f"sysbus.{names[0]}"
             try:
-                await self.monitor.execute(f"{name} VectorTableOffset")
+                await self.on(machine, f"{name} VectorTableOffset")
                 cortex_m = True
             except RenodeCommandError:  # only Cortex-M cores have a vector table offset
                 cortex_m = False
-            self.boot_cpu = BootCpu(name, cortex_m)
-        return self.boot_cpu
+            self.boot_cpus[machine] = BootCpu(name, cortex_m)
+        return self.boot_cpus[machine]
 
-    async def reflash(self, firmware: Firmware) -> None:
-        """Load a new image into the machine and reset it; a running machine keeps running."""
+    async def reflash(self, machine: str, firmware: Firmware) -> None:
+        """Load a new image into a machine and reset it; the emulation keeps its run state."""
         was_running = self.running
         if was_running:
             await self.pause()  # LoadELF refuses an unpaused machine
-        await self._load(firmware)
-        self.firmware = firmware
-        await self.reset()
+        await self._load(machine, firmware)
+        self.firmware[machine] = firmware
+        await self.reset(machine)
         if was_running:
             await self.resume()
 
-    async def reset(self) -> None:
+    async def reset(self, machine: str) -> None:
         """`machine Reset`; waits for output then match what the board prints from now on, not the last boot."""
-        for peripheral in self.spec.uarts.values():  # before: the new boot prints at once
-            await self.monitor.execute(expect.forget(peripheral))
-        await self.monitor.execute("machine Reset")
+        for uart in self.spec.uarts:  # before: the new boot prints at once
+            if uart.machine == machine:
+                await self.on(machine, expect.forget(uart.peripheral))
+        await self.on(machine, "machine Reset")
 
     async def execute(self, command: str, timeout: float | None = None) -> str:
         return await self.monitor.execute(command, timeout)
@@ -511,8 +616,8 @@ class RenodeInstance:
     def _detach_channels(self) -> None:
         """Stop reading the UARTs, if this process is the one they read (a spare never is)."""
         if self._reading:
-            for name in self.spec.uarts:
-                self.channels[name].detach()
+            for uart in self.spec.uarts:
+                self.channels[uart.key].detach()
             self._reading = False
 
     def _detach(self) -> None:

@@ -77,12 +77,13 @@ class Target:
         self._spare: asyncio.Task[RenodeInstance] | None = None
         self._spare_process: RenodeProcess | None = None  # known from its spawn: close() must kill it at once
         self.channels = channels
+        self.label = name  # for file names
         self.name = f"{name}#{next(_ids)}"  # machine names repeat across targets; log lines must not
         self.logger = logging.getLogger(f"{__package__}.target.{self.name}")
         for channel in channels.values():
             channel.log = self.logger
         self.state = TargetState.OFF
-        self.firmware: Firmware | None = None
+        self.firmware: dict[str, Firmware] = {}  # machine -> its image
         self._instance: RenodeInstance | None = None
         self._lock = anyio.Lock()
         self._workdir: Path | None = None
@@ -131,7 +132,7 @@ class Target:
     def workdir(self) -> Path:
         """This target's private directory: log, PTY links, firmware copies, snapshots, Renode's temp files."""
         if self._workdir is None or not self._workdir.exists():
-            self._workdir = Path(tempfile.mkdtemp(prefix=f"jumpstarter-renode-{self._spec().machine_name}-"))
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"jumpstarter-renode-{self.label}-"))
         return self._workdir
 
     # -- transitions ------------------------------------------------------------------------------
@@ -145,8 +146,12 @@ class Target:
             if self.state is TargetState.FAILED:
                 self.logger.warning("starting a new Renode in place of the failed one")
                 await self._stop()
-            if self.firmware is None:
-                self.logger.warning("powering on without firmware: flash an image first unless extra_commands load one")
+            unflashed = [m.name for m in self._spec().machines if m.name not in self.firmware]
+            if unflashed:
+                self.logger.warning(
+                    "powering on without firmware for %s: flash an image first unless extra_commands load one",
+                    ", ".join(unflashed),
+                )
             self._set(TargetState.STARTING)
             try:
                 spare = await self._take_spare()
@@ -212,8 +217,8 @@ class Target:
                 self._notice_failure()
                 raise
 
-    async def store_firmware(self, firmware: Firmware) -> None:
-        """Make `firmware` the target's image: loaded now if ON (hot re-flash), else at the next power-on.
+    async def store_firmware(self, machine: str, firmware: Firmware) -> None:
+        """Make `firmware` the machine's image: loaded now if ON (hot re-flash), else at the next power-on.
 
         The previous image file is removed once the new one is in place; on failure the old one stays.
         """
@@ -227,11 +232,12 @@ class Target:
             if self.state is TargetState.ON:
                 assert self._instance is not None
                 try:
-                    await self._instance.reflash(firmware)
+                    await self._instance.reflash(machine, firmware)
                 except (RenodeExitedError, RenodeTimeoutError):
                     self._notice_failure()
                     raise
-            previous, self.firmware = self.firmware, firmware
+            previous = self.firmware.get(machine)
+            self.firmware[machine] = firmware
             if previous is not None and previous.path != firmware.path:
                 previous.path.unlink(missing_ok=True)
             self.prepare_spare()  # the target is in use: have a Renode ready for its power-on

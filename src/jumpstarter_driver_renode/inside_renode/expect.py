@@ -210,13 +210,12 @@ class Watch(object):
             Lock.Exit(self.lock)
 
 
-watches = {}
+watches = {}  # (machine, UART name) -> Watch: machines of one emulation may have UARTs of the same name
 
 
 def _watch(uart_name):
-    machine = monitor.Machine  # noqa: F821 (set by Renode)
-    watch = watches.get(uart_name)
-    if watch is None or watch.machine is not machine:
+    watch = watches.get((monitor.Machine, uart_name))  # noqa: F821 (set by Renode)
+    if watch is None:
         raise Exception("UART %s is not watched in this machine" % uart_name)
     return watch
 
@@ -233,7 +232,12 @@ def _terminal(name):
 def mc_jumpstarter_watch(uart_name, terminal_name):
     """Record a UART's output (and count its terminal's input) from now on, in the selected machine."""
     machine = monitor.Machine  # noqa: F821
-    watches[uart_name] = Watch(machine, machine[uart_name], _terminal(terminal_name) if terminal_name else None)
+    alive = list(EmulationManager.Instance.CurrentEmulation.Machines)
+    for key in [key for key in watches if key[0] not in alive]:  # machines of an emulation Load replaced
+        del watches[key]
+    watches[(machine, uart_name)] = Watch(
+        machine, machine[uart_name], _terminal(terminal_name) if terminal_name else None
+    )
 
 
 def mc_jumpstarter_unhook():

@@ -17,4 +17,3 @@ def mc_jumpstarter_rearm_reset():
         return
     register.Invoke(monitor, (monitor.Machine,))  # noqa: F821
     print("jumpstarter-rearm done")
-
