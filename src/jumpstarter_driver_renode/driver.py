@@ -233,7 +233,7 @@ class Renode(MachineCalls, Driver):
                 load_address=self.load_address,
                 gdb_port=self.gdb_port,
             )
-            return [_machine_spec(name, board, "")]
+            return [_machine_spec(name, board, "", GDB_PORT_IN_NAMESPACE)]
         for key in _MACHINE_KEYS:
             if getattr(self, key) not in (None, {}):
                 raise ValueError(f"with `machines`, set `{key}` inside each machine, not at the top level")
@@ -242,9 +242,10 @@ class Renode(MachineCalls, Driver):
             commands.check_name(name, "machines key")
             if name in _RESERVED_CHILDREN:
                 raise ValueError(f"machines key {name!r} clashes with a built-in child, client method or command")
-            specs.append(_machine_spec(name, board, f"machines[{name}]."))
-        if sum(m.gdb_port is not None for m in specs) > 1:
-            raise ValueError("`gdb_port` is supported on one machine per target")
+            specs.append(_machine_spec(name, board, f"machines[{name}].", GDB_PORT_IN_NAMESPACE + len(specs)))
+        ports = [m.gdb_port for m in specs if m.gdb_port is not None]
+        if len(set(ports)) < len(ports):
+            raise ValueError(f"machines need distinct `gdb_port`s (0 picks a free one): {ports}")
         self._hubs = tuple(_hub_spec(name, hub, {m.name for m in specs}) for name, hub in self.hubs.items())
         return specs
 
@@ -424,8 +425,9 @@ def _split_log_level(driver: Renode) -> str | None:
     return level
 
 
-def _machine_spec(name: str, board: MachineConfig, where: str) -> MachineSpec:
-    """A machine's config, checked (`where` prefixes key names in errors: `machines[a].`)."""
+def _machine_spec(name: str, board: MachineConfig, where: str, free_port: int) -> MachineSpec:
+    """A machine's config, checked (`where` prefixes key names in errors: `machines[a].`); `gdb_port: 0`
+    becomes `free_port` (a port of Renode's private network namespace)."""
     if (board.platform is None) == (board.script is None):
         raise ValueError(f"set exactly one of `{where}platform` (a .repl file) or `{where}script` (a .resc file)")
     _check_board_files(board.platform, board.script)
@@ -455,7 +457,7 @@ def _machine_spec(name: str, board: MachineConfig, where: str) -> MachineSpec:
         buttons=dict(board.buttons),
         leds=dict(board.leds),
         extra_commands=tuple(board.extra_commands),
-        gdb_port=None if board.gdb_port is None else (board.gdb_port or GDB_PORT_IN_NAMESPACE),
+        gdb_port=None if board.gdb_port is None else (board.gdb_port or free_port),
         load_address=None if board.load_address is None else commands.parse_address(board.load_address),
     )
 
@@ -502,7 +504,7 @@ def _add_machine_children(root: Renode, owner: Driver, machine: MachineSpec) -> 
         if uart.machine == machine.name:
             owner.children[uart.console] = RenodeConsole(channel=root.target.channels[uart.key])
     if machine.gdb_port is not None:
-        owner.children["gdb"] = RenodeGdb(parent=root)
+        owner.children["gdb"] = RenodeGdb(parent=root, machine=machine.name)
     for name, peripheral in machine.buttons.items():
         owner.children[name] = RenodeButton(parent=root, machine=machine.name, peripheral=peripheral)
     for name, peripheral in machine.leds.items():
@@ -574,11 +576,12 @@ class RenodeGdb(NetworkInterface, Driver):
     """Renode's GDB server, reachable only through Jumpstarter (`j board gdb forward-tcp 3333`)."""
 
     parent: Renode
+    machine: str
 
     @exportstream
     @asynccontextmanager
     async def connect(self):
-        socket_path = self.parent.target.gdb_socket()
+        socket_path = self.parent.target.gdb_socket(self.machine)
         async with await anyio.connect_unix(str(socket_path)) as stream:
             yield stream
 

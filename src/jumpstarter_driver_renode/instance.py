@@ -120,7 +120,6 @@ class ProcessFiles:
     config: Path
     log: Path
     stderr: Path
-    gdb_socket: Path
     number: int = 0
 
     @classmethod
@@ -130,9 +129,12 @@ class ProcessFiles:
             workdir / f"renode-{number}.config",
             workdir / f"{role}.log",
             workdir / f"{role}.stderr",
-            workdir / f"gdb-{number}.sock",
             number,
         )
+
+    def gdb_socket(self, index: int) -> Path:
+        """The Unix socket of the GDB relay of the `index`-th machine (short: socket paths are limited)."""
+        return self.config.parent / f"gdb-{self.number}.{index}.sock"
 
     @property
     def tmp(self) -> Path:
@@ -219,9 +221,9 @@ class BoardSpec:
         )
 
     @property
-    def gdb(self) -> MachineSpec | None:
-        """The machine with a GDB server (the driver allows one per target)."""
-        return next((m for m in self.machines if m.gdb_port is not None), None)
+    def gdb(self) -> dict[int, MachineSpec]:
+        """The machines with a GDB server, by their index."""
+        return {i: m for i, m in enumerate(self.machines) if m.gdb_port is not None}
 
 
 @dataclass(eq=False)
@@ -250,9 +252,10 @@ class RenodeInstance:
     def log_path(self) -> Path:
         return self.files.log
 
-    @property
-    def gdb_socket(self) -> Path | None:
-        return self.files.gdb_socket if self.spec.gdb is not None else None
+    def gdb_socket(self, machine: str) -> Path | None:
+        """The socket of a machine's GDB server, if it has one."""
+        index = next((i for i, m in self.spec.gdb.items() if m.name == machine), None)
+        return None if index is None else self.files.gdb_socket(index)
 
     @property
     def healthy(self) -> bool:
@@ -292,7 +295,7 @@ class RenodeInstance:
         version = await check_version(executable, spec.startup_timeout)
         for stale in (files.log, files.stderr):
             stale.unlink(missing_ok=True)
-        gdb = (files.gdb_socket, spec.gdb.gdb_port) if spec.gdb is not None else None
+        gdb = [(files.gdb_socket(i), machine.gdb_port) for i, machine in spec.gdb.items()]
         process = await RenodeProcess.spawn(
             executable, workdir, gdb, log, config_file=files.config, stderr_path=files.stderr, tmp_dir=files.tmp
         )
@@ -360,8 +363,8 @@ class RenodeInstance:
                 await self.on(machine.name, command, timeout=spec.startup_timeout)
             if machine.name in self.firmware:
                 await self._load(machine.name, self.firmware[machine.name])
-        if spec.gdb is not None:
-            await self.on(spec.gdb.name, commands.start_gdb_server(spec.gdb.gdb_port))
+        for machine in spec.gdb.values():
+            await self.on(machine.name, commands.start_gdb_server(machine.gdb_port))
         if spec.autostart:
             await self.resume()
 
@@ -622,7 +625,8 @@ class RenodeInstance:
 
     def _detach(self) -> None:
         self._detach_channels()
-        self.files.gdb_socket.unlink(missing_ok=True)
+        for index in self.spec.gdb:
+            self.files.gdb_socket(index).unlink(missing_ok=True)
         self.files.config.unlink(missing_ok=True)
         for link in self._links:
             with contextlib.suppress(OSError):

@@ -242,11 +242,12 @@ class Target:
                 previous.path.unlink(missing_ok=True)
             self.prepare_spare()  # the target is in use: have a Renode ready for its power-on
 
-    def gdb_socket(self) -> Path:
-        """The Unix socket of Renode's GDB server (connect without the lock: a debug session is long-lived)."""
-        if self.state is not TargetState.ON or self._instance is None or self._instance.gdb_socket is None:
+    def gdb_socket(self, machine: str) -> Path:
+        """The Unix socket of a machine's GDB server (connect without the lock: a debug session is long-lived)."""
+        socket_path = self._instance.gdb_socket(machine) if self._instance is not None else None
+        if self.state is not TargetState.ON or socket_path is None:
             raise RenodeStateError("cannot connect to GDB: the target is not powered on (or has no gdb_port)")
-        return self._instance.gdb_socket
+        return socket_path
 
     # -- the warm spare ----------------------------------------------------------------------------
 

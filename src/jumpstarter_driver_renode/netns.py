@@ -8,7 +8,7 @@ on the namespace's loopback; the driver's `gdb` child connects to that Unix sock
 way in is through Jumpstarter (`j board gdb forward-tcp 3333`).
 
 This module is also the program that runs inside the namespace:
-    python -m jumpstarter_driver_renode.netns --gdb-socket PATH --gdb-port N -- renode ARGS...
+    python -m jumpstarter_driver_renode.netns --gdb PATH PORT [--gdb PATH PORT ...] -- renode ARGS...
 It brings the loopback up, forks the relay, and execs Renode (keeping its PID, so the driver's
 process handling does not change).
 """
@@ -33,8 +33,8 @@ GDB_PORT_IN_NAMESPACE = 3333  # the namespace is private: any port is free there
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
-def isolated_argv(argv: list[str], gdb_socket: str, gdb_port: int) -> list[str]:
-    """`argv` wrapped to run in a private user + network namespace with a GDB relay."""
+def isolated_argv(argv: list[str], relays: list[tuple[str, int]]) -> list[str]:
+    """`argv` wrapped to run in a private user + network namespace with a GDB relay per (socket, port)."""
     unshare = shutil.which("unshare")
     if unshare is None:
         raise RenodeStartError(
@@ -49,10 +49,7 @@ def isolated_argv(argv: list[str], gdb_socket: str, gdb_port: int) -> list[str]:
         sys.executable,
         "-m",
         "jumpstarter_driver_renode.netns",
-        "--gdb-socket",
-        gdb_socket,
-        "--gdb-port",
-        str(gdb_port),
+        *[arg for socket_path, port in relays for arg in ("--gdb", socket_path, str(port))],
         "--",
         *argv,
     ]
@@ -109,19 +106,19 @@ def _relay(path: str, port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--gdb-socket", required=True)
-    parser.add_argument("--gdb-port", type=int, required=True)
+    parser.add_argument("--gdb", nargs=2, action="append", required=True, metavar=("SOCKET", "PORT"))
     parser.add_argument("argv", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     _loopback_up()
     parent = os.getpid()
-    if os.fork() == 0:  # single-threaded here, so forking is safe
-        try:
-            if os.getppid() == parent:
-                _relay(args.gdb_socket, args.gdb_port)
-        finally:
-            os._exit(0)
+    for socket_path, port in args.gdb:  # one relay per machine's GDB server
+        if os.fork() == 0:  # single-threaded here, so forking is safe
+            try:
+                if os.getppid() == parent:
+                    _relay(socket_path, int(port))
+            finally:
+                os._exit(0)
     # Renode replaces this process: same PID, same pipes, and the parent-death signal set before exec.
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     os.execv(argv[0], argv)

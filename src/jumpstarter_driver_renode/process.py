@@ -183,14 +183,14 @@ class RenodeProcess:
         cls,
         executable: str,
         workdir: Path,
-        gdb: tuple[Path, int] | None = None,
+        gdb: list[tuple[Path, int]] | None = None,
         log: logging.Logger = logger,
         *,
         config_file: Path | None = None,
         stderr_path: Path | None = None,
         tmp_dir: Path | None = None,
     ) -> RenodeProcess:
-        """Start Renode; with `gdb` = (socket path, port), inside a private network namespace (see netns).
+        """Start Renode; with `gdb` = [(socket path, port)], inside a private network namespace (see netns).
 
         `config_file` is Renode's own config (kept per process, not per user); `stderr_path` gets crash text.
         """
@@ -198,11 +198,12 @@ class RenodeProcess:
         config_file = config_file or workdir / "renode.config"
         stderr_path = stderr_path or workdir / "renode.stderr"
         argv = renode_argv(executable, config_file)
-        if gdb is None:
+        if not gdb:
             argv = die_with_parent(argv)
         else:
-            gdb[0].unlink(missing_ok=True)
-            argv = isolated_argv(argv, str(gdb[0]), gdb[1])
+            for socket_path, _ in gdb:
+                socket_path.unlink(missing_ok=True)
+            argv = isolated_argv(argv, [(str(socket_path), port) for socket_path, port in gdb])
         with stderr_path.open("wb") as stderr:
             try:
                 process = await asyncio.create_subprocess_exec(
