@@ -397,3 +397,15 @@ def test_inside_jmp_shell_the_plugin_uses_the_lease(pytester, monkeypatch, stand
         )
     result.assert_outcomes(passed=3)
     assert no_renode_left(), "the plugin left a Renode running after the session"
+
+
+def test_a_multi_machine_target_is_refused_by_the_boot_fixtures_saying_what_to_use(pytester, standin):
+    machines = "{a: {platform: %s, uart: %s}, b: {platform: %s, uart: %s}}" % ((standin.platform, standin.uart) * 2)
+    config = pytester.path / "exporter.yaml"
+    config.write_text(exporter_yaml({"ecus": (RENODE, {"machines": machines, "renode_path": standin.renode_path})}))
+    pytester.makepyfile("def test_one(renode):\n    pass\n\ndef test_two(renode_target):\n    assert renode_target.a\n")
+    result = pytester.runpytest("--renode-exporter", str(config))
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*the target has several machines (*a*b*)*use `renode_target` and its machine children*"]
+    )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,7 +228,7 @@ def _find_targets(node: Any, is_target: Callable[[Any], bool], prefix: str = "")
     return found
 
 
-def _names(children: dict) -> str:
+def _names(children: Iterable[str]) -> str:
     return ", ".join(sorted(children)) or "none"
 
 
@@ -313,6 +313,12 @@ def renode_booted(request: pytest.FixtureRequest, renode_target: RenodeClient) -
     """
     options = request.config.stash[_SETTINGS]
     client = renode_target
+    if "flasher" not in client.children:  # `machines`: each machine has its own flasher and console
+        pytest.fail(
+            f"{options.source}: the target has several machines ({_names(client.children.keys() - {'power'})}); `renode_booted` and "
+            "`renode` drive one-machine targets: use `renode_target` and its machine children",
+            pytrace=False,
+        )
     if options.firmware is not None and not options.firmware.is_file():
         pytest.fail(f"--renode-firmware: no such file: {options.firmware}", pytrace=False)
     client.power.off()  # a leased board may be on already (used in the shell): boot it from power-on
