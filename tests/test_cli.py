@@ -57,3 +57,39 @@ def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
     assert "\nactive\n" in out.replace("\r", "") and "\ninactive\n" in out.replace("\r", ""), out
     assert "\ns1\n" in out.replace("\r", ""), out
     assert no_renode_left()
+
+
+TWO_BOARDS = EXAMPLE.parent / "two-boards.yaml"
+
+
+@pytest.mark.timeout(420)
+def test_jmp_shell_session_with_the_two_board_example(backend, tmp_path, firmware):
+    """Machines are nested children in the CLI: `j ecus a ...`; power and time are the target's."""
+    config = yaml.safe_load(TWO_BOARDS.read_text())
+    if backend.standin:
+        config["export"]["ecus"]["config"]["renode_path"] = str(STANDIN)
+    (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
+    fw = firmware()
+    (tmp_path / "fw.elf").write_bytes(fw.elf.read_bytes())
+    script = (
+        "j ecus a flasher flash fw.elf && j ecus b flasher flash fw.elf && j ecus power on && "
+        "j ecus a expect 'BOOT jumpstarter' -t 1 && j ecus b expect 'BOOT jumpstarter' -t 1 && "
+        "j ecus a write --line 'hello b' && j ecus b expect 'bus: hello b' -t 1 && "
+        "j ecus a user press && j ecus a expect 'button released' -t 1 && "
+        "(j ecus expect x -t 1 || echo root expect exit $?) && j ecus power off"
+    )
+    bin_dir = str(Path(sys.executable).parent)
+    result = subprocess.run(
+        [f"{bin_dir}/jmp", "shell", "--exporter-config", "exporter.yaml", "--", "sh", "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=backend.timeout(120, 300),
+    )
+    out = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    assert out.count("flashed fw.elf (elf)") == 2, out
+    times = re.findall(r"^\d+\.\d{9}$", out.replace("\r", ""), re.MULTILINE)
+    assert len(times) == 5, out  # banners, bus line, release, button line: each at its virtual time
+    assert "several machines (a, b)" in out and re.search(r"root expect exit [1-9]", out), out
+    assert no_renode_left()

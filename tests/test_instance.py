@@ -112,7 +112,13 @@ def make(tmp_path):
         channels = {uart.key: UartChannel(uart.key) for uart in board.uarts}
         files = ProcessFiles.new(tmp_path, "renode")
         instance = RenodeInstance(
-            board, tmp_path, FakeProcess(), FakeMonitor(cortex_m), channels, {"m0": firmware} if firmware else {}, files=files
+            board,
+            tmp_path,
+            FakeProcess(),
+            FakeMonitor(cortex_m),
+            channels,
+            {"m0": firmware} if firmware else {},
+            files=files,
         )
         made.append(instance)
         return instance

@@ -9,6 +9,9 @@
  * and call console_rx() for every received byte and console_tick() from the timer
  * interrupt. Both must run at the same interrupt priority (no nesting), so the
  * output of one handler never interleaves with the other's and no locking is needed.
+ *
+ * Optionally it may define CONSOLE_LINE_HOOK(s, n), called with every complete console
+ * line after it was echoed and handled (the STM32F4 forwards it to its bus UART).
  */
 #ifndef CONSOLE_H
 #define CONSOLE_H
@@ -22,6 +25,10 @@
 /* Kept as one NUL-terminated string in .rodata: tools find the firmware by searching
  * the image bytes for "BOOT jumpstarter-renode-fw board=". */
 static const char banner[] = "BOOT jumpstarter-renode-fw board=" BOARD " build=" BUILD_ID "\r\n";
+
+#ifndef CONSOLE_LINE_HOOK
+#define CONSOLE_LINE_HOOK(s, n) ((void)0)
+#endif
 
 #define LINE_MAX 120
 
@@ -70,15 +77,24 @@ static void console_banner(void)
     put_str(banner);
 }
 
-/* One received byte. "\r\n" ends one line: its "\n" is an empty line, which is ignored. */
-static void console_rx(char c)
+/* Adds one received byte to buf (LINE_MAX chars, *len used). Returns 1 when it ends a
+ * non-empty line; the caller then uses buf[0..*len) and sets *len to 0. "\r\n" ends one
+ * line: its "\n" is an empty line, which is ignored. Shared with other line inputs (the
+ * STM32F4's bus) so they follow the same rules as the console. */
+static int line_collect(char *buf, uint32_t *len, char c)
 {
     if (c != '\r' && c != '\n') {
-        if (line_len < LINE_MAX) /* longer lines are truncated, not split */
-            line[line_len++] = c;
-        return;
+        if (*len < LINE_MAX) /* longer lines are truncated, not split */
+            buf[(*len)++] = c;
+        return 0;
     }
-    if (line_len == 0)
+    return *len != 0;
+}
+
+/* One received byte on the console. */
+static void console_rx(char c)
+{
+    if (!line_collect(line, &line_len, c))
         return;
 
     put_str("echo: ");
@@ -93,6 +109,7 @@ static void console_rx(char c)
         ticking = 0;
         ticker_stop();
     }
+    CONSOLE_LINE_HOOK(line, line_len);
     line_len = 0;
 }
 

@@ -2,8 +2,12 @@
  * Test firmware for Renode's STM32F4 Discovery (platforms/boards/stm32f4_discovery-kit.repl).
  * Cortex-M4, console on USART2. Behaviour: see ../README.md and ../common/console.h.
  *
- * All work happens in the USART2, SysTick and EXTI0 handlers (same priority, so they
- * never preempt each other); the main loop only sleeps in WFI, because a firmware that
+ * USART3 is "the bus" to other boards (in Renode: a UART hub joining several machines'
+ * usart3): every console line is also sent there, and lines received there are printed
+ * on the console as "bus: <line>".
+ *
+ * All work happens in the USART2, USART3, SysTick and EXTI0 handlers (same priority, so
+ * they never preempt each other); the main loop only sleeps in WFI, because a firmware that
  * polls a peripheral register while idle runs many times slower than real time in Renode.
  *
  * The green user LED (PD12, "sysbus.gpioPortD.UserLED" in Renode) is lit exactly while the
@@ -20,6 +24,7 @@
 #define AHB1ENR_GPIOAEN  (1u << 0)
 #define AHB1ENR_GPIODEN  (1u << 3)
 #define APB1ENR_USART2EN (1u << 17)
+#define APB1ENR_USART3EN (1u << 18)
 
 /* GPIO ports: MODER +0x00 (2 bits a pin: 00 input, 01 output), OTYPER +0x04 (0 push-pull),
  * PUPDR +0x0C, IDR +0x10, BSRR +0x18 (low half sets, high half resets). */
@@ -41,10 +46,12 @@
 #define EXTI_PR   REG(0x40013C14)
 #define EXTI0_IRQ 6
 
-#define USART2_SR  REG(0x40004400)
-#define USART2_DR  REG(0x40004404)
-#define USART2_BRR REG(0x40004408)
-#define USART2_CR1 REG(0x4000440C)
+#define USART2 0x40004400u /* the console */
+#define USART3 0x40004800u /* the bus */
+#define USART_SR(base)  REG((base) + 0x00)
+#define USART_DR(base)  REG((base) + 0x04)
+#define USART_BRR(base) REG((base) + 0x08)
+#define USART_CR1(base) REG((base) + 0x0C)
 #define SR_RXNE (1u << 5)
 #define SR_TXE  (1u << 7)
 #define CR1_RE     (1u << 2)
@@ -52,6 +59,7 @@
 #define CR1_RXNEIE (1u << 5)
 #define CR1_UE     (1u << 13)
 #define USART2_IRQ 38
+#define USART3_IRQ 39
 
 #define NVIC_ISER(n) REG(0xE000E100 + 4 * (n))
 #define SCB_ICSR     REG(0xE000ED04)
@@ -70,12 +78,27 @@
  * 100 ms of emulated time; 7.2 M fits the 24-bit reload register. */
 #define TICK_RELOAD (SYSTICK_HZ / 10)
 
+static void usart_putc(uint32_t base, char c)
+{
+    while (!(USART_SR(base) & SR_TXE)) /* short: Renode's TX register is always empty */
+        ;
+    USART_DR(base) = (uint8_t)c;
+}
+
 static void uart_putc(char c)
 {
-    while (!(USART2_SR & SR_TXE)) /* short: Renode's TX register is always empty */
-        ;
-    USART2_DR = (uint8_t)c;
+    usart_putc(USART2, c);
 }
+
+static void usart_init(uint32_t base)
+{
+    USART_BRR(base) = 0x45; /* 115200 baud from the 8 MHz clock of Renode's model */
+    USART_CR1(base) = CR1_UE | CR1_TE | CR1_RE | CR1_RXNEIE;
+}
+
+static void bus_send(const char *s, uint32_t n);
+/* Every console line goes to the bus after its echo and command handling (console.h). */
+#define CONSOLE_LINE_HOOK(s, n) bus_send(s, n)
 
 static void ticker_start(void)
 {
@@ -141,8 +164,33 @@ static void button_led_init(void)
 
 static void usart2_handler(void)
 {
-    while (USART2_SR & SR_RXNE) /* reading DR clears RXNE */
-        console_rx((char)USART2_DR);
+    while (USART_SR(USART2) & SR_RXNE) /* reading DR clears RXNE */
+        console_rx((char)USART_DR(USART2));
+}
+
+static char bus_line[LINE_MAX];
+static uint32_t bus_len;
+
+static void bus_send(const char *s, uint32_t n)
+{
+    while (n--)
+        usart_putc(USART3, *s++);
+    usart_putc(USART3, '\r');
+    usart_putc(USART3, '\n');
+}
+
+/* Lines from the bus are only printed: not sent back (two boards would bounce a line
+ * between them forever) and not run as commands. */
+static void usart3_handler(void)
+{
+    while (USART_SR(USART3) & SR_RXNE) {
+        if (!line_collect(bus_line, &bus_len, (char)USART_DR(USART3)))
+            continue;
+        put_str("bus: ");
+        put_buf(bus_line, bus_len);
+        put_str("\r\n");
+        bus_len = 0;
+    }
 }
 
 static void systick_handler(void)
@@ -162,15 +210,26 @@ void reset_handler(void)
     for (uint32_t *dst = __bss_start; dst < __bss_end;)
         *dst++ = 0;
 
-    RCC_APB1ENR |= APB1ENR_USART2EN;
-    USART2_BRR = 0x45; /* 115200 baud from the 8 MHz clock of Renode's model */
-    USART2_CR1 = CR1_UE | CR1_TE | CR1_RE | CR1_RXNEIE;
-    NVIC_ISER(USART2_IRQ / 32) = 1u << (USART2_IRQ % 32);
+    /* Masked until the banner is out, so it is the first line and whole: a bus line another
+     * board sends meanwhile waits in the USART3 receive queue (Renode's model drops bytes only
+     * before usart_init), a button edge in EXTI_PR, both as pending interrupts. */
+    __asm__ volatile("cpsid i" ::: "memory");
+
+    RCC_APB1ENR |= APB1ENR_USART2EN | APB1ENR_USART3EN;
+    usart_init(USART2);
+    usart_init(USART3);
 
     button_led_init();
 
     console_banner();
-    NVIC_ISER(EXTI0_IRQ / 32) = 1u << (EXTI0_IRQ % 32); /* after the banner: it stays the first line */
+    NVIC_ISER(USART2_IRQ / 32) = 1u << (USART2_IRQ % 32);
+    NVIC_ISER(USART3_IRQ / 32) = 1u << (USART3_IRQ % 32);
+    NVIC_ISER(EXTI0_IRQ / 32) = 1u << (EXTI0_IRQ % 32);
+    /* What is pending is taken here, before the first WFI (the ISB makes the unmasking take
+     * effect). Not just tidy: in Renode 1.16.1, enabling a UART interrupt whose line is already
+     * raised and then executing WFI left the core asleep at the handler's first instruction for
+     * good (seen with a bus line that arrived during the banner). */
+    __asm__ volatile("cpsie i\n\tisb" ::: "memory");
     for (;;)
         __asm__ volatile("wfi");
 }
@@ -185,7 +244,7 @@ typedef void (*vector_t)(void);
 
 /* Placed first in flash (0x08000000): Renode and the hardware read SP and PC from here. */
 __attribute__((section(".vectors"), used))
-static const vector_t vectors[16 + USART2_IRQ + 1] = {
+static const vector_t vectors[16 + USART3_IRQ + 1] = {
     [0] = (vector_t)__stack_top,
     [1] = reset_handler,
     [2 ... 14] = unexpected_handler,
@@ -194,4 +253,5 @@ static const vector_t vectors[16 + USART2_IRQ + 1] = {
     [16 + EXTI0_IRQ] = exti0_handler,
     [16 + EXTI0_IRQ + 1 ... 16 + USART2_IRQ - 1] = unexpected_handler,
     [16 + USART2_IRQ] = usart2_handler,
+    [16 + USART3_IRQ] = usart3_handler,
 };

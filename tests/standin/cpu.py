@@ -29,6 +29,9 @@ PROJECT_BOARDS = {
 # board -> (button input pin, LED output pin) of the project firmware's LED-follows-button (firmware/README.md):
 # PA0 (EXTI0 on both edges) and PD12 on the STM32F4; the FE310 firmware has neither.
 PROJECT_GPIOS = {"stm32f4": (("gpioPortA", 0), ("gpioPortD", 12))}
+# board -> (bus peripheral, its type): the project firmware's bus (firmware/README.md), USART3 on the
+# STM32F4 (enabled at boot like USART2, before the banner); the FE310 firmware has none.
+PROJECT_BUS = {"stm32f4": ("usart3", "UART.STM32_UART")}
 TICK_NS = 100_000_000  # the project firmware's `ticks on` period: 100 ms of virtual time
 LINE_MAX = 120  # the project firmware's line buffer
 RISCV_RESET_VECTOR = 0x1000

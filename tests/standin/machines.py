@@ -6,7 +6,8 @@ import socket
 import threading
 import time
 
-from cpu import LINE_MAX, PROJECT_BOARDS, PROJECT_GPIOS, TICK_NS, Cpu, Memory
+import hubs
+from cpu import LINE_MAX, PROJECT_BOARDS, PROJECT_BUS, PROJECT_GPIOS, TICK_NS, Cpu, Memory
 from errors import CommandError
 from faults import arm_crash_after, crash_after_start
 from gpios import Gpios
@@ -23,7 +24,9 @@ class Firmware:
     `project` = (board, banner) for the project's own test firmware (firmware/), which the stand-in
     plays exactly: the banner on its board's console UART, `echo: <line>`, `ticks on`/`ticks off`
     (`tick <n>` every 100 ms of virtual time) and, on the STM32F4, the LED (PD12) following the button
-    (PA0). Any other image plays the generic stand-in firmware, which leaves the GPIOs alone.
+    (PA0) and the bus on USART3 (each console line sent on it, `bus: <line>` for each line received).
+    Any other image plays the generic stand-in firmware, which leaves the GPIOs alone and talks only on
+    the UARTs a terminal is connected to.
     """
 
     def __init__(self, sha, loader, arch_ok=True, entry=0, project=None):
@@ -76,6 +79,8 @@ class Machine:
         self.gdb = {}
         self.lock = threading.RLock()
         self.pending_rx = []  # (peripheral, bytes) received, for the firmware to process when it next runs
+        self.hub_rx = []  # heap of (virtual ns due, seq, peripheral, bytes): a hub's WriteChar, queued (hubs.py)
+        self.held = 0  # Machine.ObtainPausedState levels (a `machine Reset`): paused while the others run
         self.out_pending = []  # [peripheral, bytearray] printed but not yet delivered (cut by a precise pause)
         self.uart_handlers = {}  # peripheral -> [callable(byte)]: the UART's CharReceived (pyapi.py)
         self.actions = []  # heap of (virtual ns, seq, callable(ns scheduled at), ns scheduled at, name, handle)
@@ -133,6 +138,8 @@ class Machine:
             del data[:n]
             if not data:
                 self.out_pending.pop(0)
+            if chunk and emu.hubs:
+                hubs.transmit(self, periph, chunk, emu.vt_ns)  # the hubs' CharReceived handlers
             for name, term in self.uarts():
                 if name == periph:
                     term.write(chunk)
@@ -181,6 +188,8 @@ class Machine:
             times = []
             if self.out_pending:
                 times.append(now_ns)
+            if self.hub_rx:
+                times.append(max(now_ns, self.hub_rx[0][0]))
             fw = self.fw
             if fw is not None:
                 if not fw.booted or self.pending_rx or self.gpio_edges:
@@ -200,6 +209,7 @@ class Machine:
         firmware's ticks, scheduled actions."""
         emu = self.emu
         with self.lock:
+            self.hub_received(now_ns)
             self.deliver()
             fw = self.fw
             if fw is not None and not emu.pause_requested:
@@ -348,9 +358,12 @@ class Machine:
         return False
 
     def project_rx(self, periph, data, now_ns):
-        """The project firmware: a line buffer of LINE_MAX characters; CR or LF ends a non-empty line."""
+        """The project firmware: a line buffer of LINE_MAX characters per UART; CR or LF ends a non-empty line.
+        A console line is echoed, then (ticks handled) sent on the bus; a bus line is printed as `bus: <line>`
+        on the console, neither sent back nor run as a command (firmware/README.md)."""
         fw = self.fw
-        if periph != self.project_console():
+        console, bus = self.project_console(), self.project_bus()
+        if periph not in (console, bus):
             return
         buf = fw.linebuf.get(periph, b"")
         for byte in data:
@@ -358,19 +371,33 @@ class Machine:
                 line, buf = buf, b""
                 if not line:
                     continue
-                self.emit_to(periph, "echo: %s\r\n" % line.decode("latin-1"))
+                text = line.decode("latin-1")
+                if periph == bus:
+                    if console:
+                        self.emit_to(console, "bus: %s\r\n" % text)
+                    continue
+                self.emit_to(periph, "echo: %s\r\n" % text)
                 if line == b"ticks on":
                     fw.ticks_on_ns, fw.ticks = now_ns, 0
                 elif line == b"ticks off":
                     fw.ticks_on_ns = None
+                if bus:
+                    self.emit_to(bus, "%s\r\n" % text)
             elif len(buf) < LINE_MAX:
                 buf += bytes([byte])
         fw.linebuf[periph] = buf
+
+    def project_bus(self):
+        """The UART the project firmware uses as its bus (hubs.py), if its board has one and this machine has it."""
+        bus = PROJECT_BUS.get(self.fw.project[0])
+        return bus[0] if bus and self.periphs.get(bus[0], ("",))[0] == bus[1] else None
 
     def process_rx(self, periph, data, now_ns):
         fw = self.fw
         if fw.project:
             return self.project_rx(periph, data, now_ns)
+        if periph not in dict(self.uarts()):
+            return  # the generic firmware talks on its terminals' UARTs only (no echo loops through hubs)
         buf = fw.linebuf.get(periph, b"") + data
         while True:
             m = re.search(rb"[\r\n]", buf)
@@ -403,6 +430,24 @@ class Machine:
                     self.call(handler, byte)
         self.emu.wake.set()
 
+    def hub_receive(self, periph, data, due_ns):
+        """A hub writes `data` into this machine's UART at its next synced state (`due_ns`, hubs.py)."""
+        with self.lock:
+            self.emu.seq += 1
+            heapq.heappush(self.hub_rx, (due_ns, self.emu.seq, periph, bytes(data)))
+        self.emu.wake.set()
+
+    def hub_received(self, now_ns):
+        """The hubs' WriteChar due by now: received like a terminal's input (dropped without firmware)."""
+        while self.hub_rx and self.hub_rx[0][0] <= now_ns:
+            _, _, periph, data = heapq.heappop(self.hub_rx)
+            if self.fw is not None:
+                self.pending_rx.append((periph, data))
+
+    def is_paused(self):
+        """Machine.IsPaused: not started by the emulation, or held by a reset."""
+        return not self.emu.machines_started or self.held > 0
+
     def cpu_log(self, level, text):
         LOG.log(level, text, self.src("cpu"))
 
@@ -421,8 +466,12 @@ class GdbServer:
     def __init__(self, machine, port, autostart):
         self.machine, self.port, self.autostart = machine, port, autostart
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("0.0.0.0", port))
-        self.sock.listen(1)
+        try:
+            self.sock.bind(("0.0.0.0", port))
+            self.sock.listen(1)
+        except OSError:
+            self.sock.close()
+            raise
         threading.Thread(target=self.loop, daemon=True).start()
 
     def loop(self):
@@ -488,6 +537,10 @@ class Emulation:
     def __init__(self):
         self.machines = {}  # name -> Machine, insertion ordered
         self.terminals = {}  # name -> PtyTerminal
+        self.hubs = {}  # name -> hubs.Hub (UART/CAN hubs, switches)
+        self.external_names = []  # ExternalsManager's names (terminals and hubs share them), in creation order
+        self.externals_paused = True  # ExternalsManager.paused
+        self.externals_started = False  # ExternalsManager.alreadyStarted
         self.started = False  # IsStarted
         self.machines_started = False  # InnerStartAll ran (externals and machines started)
         self.time_running = False  # MasterTimeSource started
@@ -569,8 +622,23 @@ class Emulation:
         """Emulation.InnerStartAll (private): externals and machines started; nothing runs before the
         master time source is started and IsStarted is set (run_if_ready)."""
         with self.lock:
+            self.externals_start()
             self.machines_started = True
             self.run_if_ready()
+
+    def externals_start(self):
+        """ExternalsManager.Start: only when paused, the hubs are started (resumed once started before)."""
+        if self.externals_paused:
+            self.externals_paused, self.externals_started = False, True
+            for hub in self.hubs.values():
+                hub.started = True
+
+    def externals_pause(self):
+        """ExternalsManager.Pause."""
+        if not self.externals_paused:
+            self.externals_paused = True
+            for hub in self.hubs.values():
+                hub.started = False
 
     def start_time_source(self):
         """MasterTimeSource.Start."""
@@ -585,8 +653,9 @@ class Emulation:
             self.wake.set()
 
     def stop_running(self):
-        """PauseAll's MasterTimeSource.Stop and the machines' Pause."""
+        """PauseAll's MasterTimeSource.Stop, the machines' Pause and ExternalsManager.Pause."""
         self.machines_started = self.time_running = self.running = False
+        self.externals_pause()
 
     def run_if_ready(self):
         """Once started, with the machines and the time source started: the first step runs here (boot
@@ -664,8 +733,13 @@ class Emulation:
                 self.wake.wait(sleep)
 
     def run_for(self, ns):
-        """Advances by exactly ns of virtual time, as fast as possible (Emulation.RunFor: not started)."""
+        """Advances by exactly ns of virtual time, as fast as possible (Emulation.RunFor: not started;
+        InnerStartAll's ExternalsManager.Start before, PauseAll's ExternalsManager.Pause after)."""
+        with self.lock:
+            self.externals_start()
         self.advance(self.vt_ns + ns)
+        with self.lock:
+            self.externals_pause()
 
     def dispose(self):
         self.pause()
@@ -691,6 +765,7 @@ class Emulation:
                     "core": m.core.state() if m.core else None,
                     "elf_lowest": m.elf_lowest,
                     "out_pending": [[p, d.hex()] for p, d in m.out_pending],
+                    "hub_rx": [[due, seq, p, d.hex()] for due, seq, p, d in m.hub_rx],
                     "gpios": m.gpios.state(),
                     "gpio_edges": sorted(m.gpio_edges),
                 }
@@ -699,7 +774,17 @@ class Emulation:
             {"name": t.name, "link": t.link, "force": t.force, "uart": [t.uart[0].name, t.uart[1]] if t.uart else None}
             for t in self.terminals.values()
         ]
-        return {"vt_ns": self.vt_ns, "rt_ns": self.rt_ns, "counter": self.counter, "machines": ms, "terminals": ts}
+        return {
+            "vt_ns": self.vt_ns,
+            "rt_ns": self.rt_ns,
+            "counter": self.counter,
+            "machines": ms,
+            "terminals": ts,
+            "hubs": [h.state() for h in self.hubs.values()],
+            "external_names": self.external_names,
+            "externals": [self.externals_paused, self.externals_started],
+            "seq": self.seq,
+        }
 
     @classmethod
     def from_state(cls, st):
@@ -714,10 +799,16 @@ class Emulation:
             m.core = Cpu.from_state(m.cpu, m.cpu_log, md["core"]) if md["core"] else None
             m.elf_lowest = md["elf_lowest"]
             m.out_pending = [[p, bytearray.fromhex(d)] for p, d in md.get("out_pending", [])]
+            m.hub_rx = [(due, seq, p, bytes.fromhex(d)) for due, seq, p, d in md.get("hub_rx", [])]
+            heapq.heapify(m.hub_rx)
             if "gpios" in md:
                 m.gpios = Gpios.from_state(md["gpios"])
                 m.gpio_edges = {tuple(edge) for edge in md["gpio_edges"]}
             emu.machines[m.name] = m
+        for hd in st.get("hubs", []):
+            emu.hubs[hd["name"]] = hubs.Hub.from_state(hd, emu.machines)
+        emu.externals_paused, emu.externals_started = st.get("externals", [True, False])
+        emu.seq = st.get("seq", 0)
         created = []
         try:
             for td in st["terminals"]:
@@ -729,6 +820,7 @@ class Emulation:
                     t.uart = (emu.machines[td["uart"][0]], td["uart"][1])
                     t.dead = True
                 emu.terminals[t.name] = t
+            emu.external_names = st.get("external_names") or list(emu.terminals)
         except CommandError:
             for t in created:
                 t.dispose(unlink=False)

@@ -9,6 +9,7 @@ from downloads import DownloadFailed, FileFetcher
 from errors import CommandError, Quit, SignatureMismatch
 from faults import runfor_delay
 from gpios import BUTTON, LED
+from hubs import KINDS, NAME_TAKEN, Hub
 from loaders import elf_info, parse_hex
 from logs import LEVEL_NAMES, LEVELS, LOG
 from machines import SNAPSHOT_MAGIC, Emulation, Firmware, GdbServer, Machine
@@ -17,7 +18,7 @@ from platforms import cpu_arch, parse_repl
 from pyengine import PythonEngine
 from terminals import PtyTerminal
 from tokens import Tok, fmt_time, parse_bool, parse_number, parse_time, resolve_at_path, tokenize
-from versions import C_DARKRED, C_DARKYELLOW, C_ERR, C_GREEN, C_RESET, IS_116, banner_version
+from versions import C_DARKRED, C_DARKYELLOW, C_ERR, C_GREEN, C_RESET, C_YELLOW, IS_116, banner_version
 
 METHODS = {
     # object -> method -> signature listing used by PrintMonitorInfo (MonitorCommands.cs)
@@ -42,6 +43,25 @@ METHODS = {
     ],
     "LoadHEX": [("Void", "LoadHEX", [("ReadFilePath", "fileName", None), ("IInitableCPU", "cpu", "null")])],
     "Connect": [("Void", "Connect", [("IEmulationElement", "connectee", None), ("IConnectable", "connector", None)])],
+    # infra Core/Connector.cs: both overloads, in declaration order
+    "Disconnect": [
+        ("Void", "Disconnect", [("IEmulationElement", "connectee", None), ("IConnectable", "connector", None)]),
+        ("Void", "Disconnect", [("IConnectable", "connector", None), ("IEmulationElement", "connectee", None)]),
+    ],
+    # infra Peripherals/UART/UARTHub.cs, Tools/Network/CANHub.cs, Tools/Network/Switch.cs (extension methods)
+    "CreateUARTHub": [("Void", "CreateUARTHub", [("String", "name", None), ("Boolean", "loopback", "False")])],
+    "CreateCANHub": [
+        (
+            "Void",
+            "CreateCANHub",
+            [
+                ("String", "name", None),
+                ("Boolean", "loopback", "False"),
+                ("Boolean", "useNetworkByteOrderForLogging", "True"),
+            ],
+        )
+    ],
+    "CreateSwitch": [("Void", "CreateSwitch", [("String", "name", None)])],
     "CreateUartPtyTerminal": [
         (
             "Void",
@@ -87,6 +107,21 @@ if IS_116:
             ],
         )
     ]
+
+# A UART hub's methods as the monitor lists them (measured on 1.16.1: `bus` alone, UARTHub.cs and its extensions)
+HUB_METHODS = [
+    ("Void", "AttachTo", [("IUART<Byte>", "uart", None)]),
+    ("Void", "DebugLog", [("String", "message", None)]),
+    ("Void", "DetachFrom", [("IUART<Byte>", "uart", None)]),
+    ("Void", "ErrorLog", [("String", "message", None)]),
+    ("Void", "InfoLog", [("String", "message", None)]),
+    ("Void", "Log", [("LogLevel", "type", None), ("String", "message", None)]),
+    ("Void", "NoisyLog", [("String", "message", None)]),
+    ("Void", "Pause", []),
+    ("Void", "Resume", []),
+    ("Void", "Start", []),
+    ("Void", "WarningLog", [("String", "message", None)]),
+]
 
 # Miscellaneous.Button's methods without parameters (Button.cs); members of Button.cs / LED.cs the stand-in
 # does not model (the others are no member at all).
@@ -183,15 +218,28 @@ class Monitor:
         return out
 
     def var_key(self, name):
-        if "." in name or self.current is None:
-            return name if "." in name else "global." + name
+        """Monitor.GetVariableName: `global.x` and `<machine>.x` as they are, else under the current machine
+        (`-` in its name as `_`), or global without one: variables and macros are per machine."""
+        first, dot, _ = name.partition(".")
+        if dot and (first == "global" or first in {n.replace("-", "_") for n in self.emu.machines}):
+            return name
+        if self.current is None:
+            return "global." + name
         return "%s.%s" % (self.current.name.replace("-", "_"), name)
 
-    def lookup_var(self, name):
-        for key in (self.var_key(name), "global." + name, name):
-            if key in self.variables:
-                return self.variables[key]
+    def lookup(self, collection, name):
+        """Monitor.TryExpandVariable: the name as it is, then under the current machine, then global."""
+        keys = [name]
+        if self.current is not None:
+            keys.append("%s.%s" % (self.current.name.replace("-", "_"), name))
+        keys.append("global." + name)
+        for key in keys:
+            if key in collection:
+                return collection[key]
         return None
+
+    def lookup_var(self, name):
+        return self.lookup(self.variables, name)
 
     def run_command(self, toks, w, origin=None):
         if not toks:
@@ -380,6 +428,7 @@ class Monitor:
         if gone is not None:
             self.emu.pause()
             self.emu.terminals = {}
+            self.emu.hubs = {}  # ExternalsManager.Clear emptied its list first (a hub stays paused, unreachable)
             for t in terms[: terms.index(gone) + 1]:
                 t.dispose(unlink=t is not gone)
             raise CommandError(
@@ -487,9 +536,11 @@ class Monitor:
         if len(toks) != 2:
             return self.bad_parameters(toks, w)
         name = toks[1].value
-        body = self.macros.get(self.var_key(name)) or self.macros.get("global." + name)
-        if body is None:
-            raise CommandError("No such variable: $%s" % name)
+        body = self.lookup(self.macros, name)
+        if body is None:  # ExecuteCommand: ExpandVariable throws (measured on 1.16.1: with the header)
+            raise CommandError(
+                "There was an error executing command '%s'" % self.command_text(toks), "No such variable: $%s" % name
+            )
         for line in body.split("\n"):
             if line.strip() and not self.parse(line, w):
                 return False
@@ -583,6 +634,8 @@ class Monitor:
                     return self.sysbus_command(toks, w)
                 if name in paths:
                     return self.peripheral_command(toks, paths[name], name, w)
+        if word in self.emu.hubs:  # an external, by its name
+            return self.hub_command(toks, self.emu.hubs[word], w)
         if self.py.has_command(word):  # Monitor.cs: Python `mc_` commands are tried last
             return self.py.execute_builtin(
                 toks, "There was an error executing command '%s'" % self.command_text(toks), w
@@ -595,12 +648,62 @@ class Monitor:
             "%s does not provide a field, method or property %s." % (objname, toks[1].value),
         )
 
+    def hub_command(self, toks, hub, w):
+        """A hub's members (UARTHub.cs): the bare name lists them (measured on 1.16.1 for a UART hub);
+        IsPaused, Start / Resume / Pause, AttachTo / DetachFrom (the connector's calls)."""
+        name = toks[0].value
+        if len(toks) == 1 and hub.kind == "UART":
+            self.print_methods(name, HUB_METHODS, w)
+            w.writeline("\nThe following properties are available:")
+            w.write(" - ")
+            w.write("Boolean", C_GREEN)
+            w.writeline(" IsPaused")
+            w.write("     available for ")
+            w.write("'get'", C_YELLOW)
+            w.writeline()
+            w.writeline("\n\rUsage:")
+            w.write(" - ")
+            w.write("get", C_YELLOW)
+            w.writeline(": %s PropertyName" % name)
+            w.write(" - ")
+            w.write("set", C_YELLOW)
+            w.writeline(": %s PropertyName Value" % name)
+            w.writeline()
+            return True
+        member = toks[1].value if len(toks) > 1 else None
+        args = toks[2:]
+        if member == "IsPaused":  # read-only: a value after it is ignored
+            w.value("False" if hub.started else "True")
+            return True
+        if member in ("Start", "Resume", "Pause") and not args:
+            with self.emu.lock:
+                hub.started = member != "Pause"
+            return True
+        if member in ("AttachTo", "DetachFrom") and len(args) == 1 and hub.kind == "UART":
+            found = self.element_of(args[0])
+            if found is None or not isinstance(found[1], tuple) or not hub.accepts(found[1][0].periphs[found[1][1]][0]):
+                raise SignatureMismatch([m for m in HUB_METHODS if m[1] == member])
+            with self.emu.lock:
+                problem = hub.attach(*found[1]) if member == "AttachTo" else hub.detach(*found[1])
+            if problem:
+                raise CommandError("There was an error executing command '%s'" % self.command_text(toks), problem)
+            return True
+        if member is None or member in {m[1] for m in HUB_METHODS}:
+            raise CommandError(
+                "There was an error executing command '%s'" % self.command_text(toks),
+                "stand-in: this member of a hub is not modelled",
+            )
+        self.no_member(toks, name)
+
     def emulation_command(self, toks, w):  # noqa: C901 - one branch per emulation member
         if len(toks) < 2:
             w.writeline("\nThe following methods are available:")
             return True
         meth = toks[1].value
         args = toks[2:]
+        if meth == "IsStarted" and not args:
+            w.value("True" if self.emu.started else "False")
+            return True
         if meth == "CreateUartPtyTerminal":
             if not (2 <= len(args) <= 3) or args[0].kind not in ("str", "word") or args[1].kind not in ("str", "path"):
                 raise SignatureMismatch(METHODS[meth])
@@ -612,18 +715,19 @@ class Monitor:
             name, link = args[0].value, args[1].value
             if not os.path.isabs(link):
                 link = os.path.join(os.getcwd(), link)
-            if name in self.emu.terminals:
-                raise CommandError(
-                    "There was an error executing command '%s'" % self.command_text(toks),
-                    "Element with name '%s' already exists." % name,
-                )
             t = PtyTerminal(name, link, force)
             try:
-                t.open()
+                t.open()  # the constructor opens the PTY and makes the link, then AddExternal checks the name
             except CommandError as e:
                 raise CommandError("There was an error executing command '%s'" % self.command_text(toks), *e.lines)  # noqa: B904 - the monitor prints this text instead
+            if self.external_taken(name):
+                t.dispose(unlink=False)  # never registered, never disposed by Renode: its link stays
+                raise CommandError("There was an error executing command '%s'" % self.command_text(toks), NAME_TAKEN)
             self.emu.terminals[name] = t
+            self.emu.external_names.append(name)
             return True
+        if meth in ("CreateUARTHub", "CreateCANHub", "CreateSwitch"):
+            return self.create_hub(meth, args, toks)
         if meth == "RunFor":
             if len(args) != 1 or args[0].kind not in ("str", "word"):
                 raise SignatureMismatch(METHODS[meth])
@@ -645,28 +749,85 @@ class Monitor:
             return True
         self.no_member(toks, "emulation")
 
+    def external_taken(self, name):
+        """ExternalsManager.AddExternal: terminals and hubs share one namespace."""
+        return name in self.emu.terminals or name in self.emu.hubs
+
+    def create_hub(self, meth, args, toks):
+        """emulation CreateUARTHub "name" [loopback] / CreateCANHub "name" [loopback] [byteOrder] /
+        CreateSwitch "name" (hubs.py)."""
+        limit = {"CreateUARTHub": 2, "CreateCANHub": 3, "CreateSwitch": 1}[meth]
+        if not 1 <= len(args) <= limit or args[0].kind not in ("str", "word"):
+            raise SignatureMismatch(METHODS[meth])
+        flags = [parse_bool(a.value) for a in args[1:]]
+        if None in flags:
+            raise SignatureMismatch(METHODS[meth])
+        name = args[0].value
+        if self.external_taken(name):
+            raise CommandError("There was an error executing command '%s'" % self.command_text(toks), NAME_TAKEN)
+        kind = {"CreateUARTHub": "UART", "CreateCANHub": "CAN", "CreateSwitch": "Switch"}[meth]
+        self.emu.hubs[name] = Hub(name, kind, bool(flags and flags[0]))
+        self.emu.external_names.append(name)
+        return True
+
+    def element_of(self, tok):
+        """MonitorCommands.ConvertValue to IEmulationElement: a peripheral of the current machine (its path,
+        or through a `using`), else an external. (type name, (machine, peripheral) or the external), or None."""
+        if tok.kind not in ("word", "str"):
+            return None
+        name, m = tok.value, self.current
+        if m is not None:
+            if name == "sysbus":
+                return "SystemBus", None
+            paths = m.peripheral_paths()
+            for prefix in [""] + self.usings:  # noqa: RUF005 - as device_command
+                if prefix + name in paths:
+                    periph = paths[prefix + name]
+                    return m.periphs[periph][0].rpartition(".")[2], (m, periph)
+        if name in self.emu.terminals:
+            return "UartPtyTerminal", self.emu.terminals[name]
+        if name in self.emu.hubs:
+            return self.emu.hubs[name].type_name, self.emu.hubs[name]
+        return None
+
     def connector_command(self, toks, w):
+        """infra Core/Connector.cs: Connect / Disconnect (connectee, connector) with the current machine's
+        peripherals; the connector is a terminal or a hub (hubs.py)."""
         if len(toks) < 2 or toks[1].value not in ("Connect", "Disconnect"):
             if len(toks) < 2:
                 return True
             self.no_member(toks, "connector")
-        args = toks[2:]
-        m = self.current
-        periph = None
-        if len(args) == 2 and m is not None and args[0].kind == "word":
-            name = args[0].value
-            if name.startswith("sysbus.") and name[7:] in m.periphs:
-                periph = name[7:]
-            elif IS_116 and name in m.periphs:
-                periph = name
-        term = self.emu.terminals.get(args[1].value) if len(args) == 2 and args[1].kind == "word" else None
-        if periph is None or term is None:
-            raise SignatureMismatch(METHODS["Connect"])
-        if toks[1].value == "Connect":
-            term.uart = (m, periph)
-        else:
-            term.uart = None
-        term.dead = False
+        meth, args = toks[1].value, toks[2:]
+        connectee = self.element_of(args[0]) if len(args) == 2 else None
+        connector = None
+        if len(args) == 2 and args[1].kind in ("word", "str"):
+            connector = self.emu.terminals.get(args[1].value) or self.emu.hubs.get(args[1].value)
+        if connectee is None or connector is None:
+            raise SignatureMismatch(METHODS[meth])
+        err = "There was an error executing command '%s'" % self.command_text(toks)
+        type_name, target = connectee
+        is_hub = isinstance(connector, Hub)
+        periph_type = target[0].periphs[target[1]][0] if isinstance(target, tuple) else ""
+        if not (connector.accepts(periph_type) if is_hub else periph_type.startswith(KINDS["UART"][2])):
+            # the connectable's AttachTo / DetachFrom has no overload for this element's type
+            raise CommandError(
+                err,
+                "Could not find a way to %s %s %s %s"
+                % (
+                    "connect" if meth == "Connect" else "disconnect",
+                    type_name,
+                    "to" if meth == "Connect" else "from",
+                    connector.type_name if is_hub else "UartPtyTerminal",
+                ),
+            )
+        if is_hub:
+            with self.emu.lock:
+                problem = connector.attach(*target) if meth == "Connect" else connector.detach(*target)
+            if problem:
+                raise CommandError(err, problem)
+            return True
+        connector.uart = target if meth == "Connect" else None
+        connector.dead = False
         return True
 
     def machine_command(self, toks, w):  # noqa: C901 - one branch per machine member
@@ -683,6 +844,9 @@ class Monitor:
         if meth == "Reset":
             self.reset_machine(m, w)
             return True
+        if meth == "IsPaused":
+            w.value("True" if m.is_paused() else "False")
+            return True
         if meth == "StartGdbServer":
             if not 1 <= len(args) <= 2:
                 raise SignatureMismatch(METHODS[meth])
@@ -691,16 +855,25 @@ class Monitor:
             if port is None or auto is None:
                 raise SignatureMismatch(METHODS[meth])
             err = "There was an error executing command '%s'" % self.command_text(toks)
-            if port in m.gdb:
-                raise CommandError(err, "GDB server already started for this machine on port :%d" % port)
             if not m.cpu:
                 raise CommandError(
                     err, "Cannot start GDB server with no CPUs. Did you forget to load the platform description first?"
                 )
+            if m.gdb:  # Machine.CheckIsCpuAlreadyAttached: one GDB server per CPU, whatever the port
+                cpu = next(n for n, (t, _) in m.periphs.items() if t.startswith("CPU."))
+                raise CommandError(
+                    err,
+                    "CPU: %s.%s is already attached to an existing GDB server, running on port :%d"
+                    % (m.name, cpu, next(iter(m.gdb))),
+                )
             try:
                 m.gdb[port] = GdbServer(m, port, auto)
             except OSError as e:
-                raise CommandError(err, e.strerror or str(e))  # noqa: B904 - the monitor prints this text instead
+                # infra Sockets/SocketsManager.cs: the SocketException as a RecoverableException
+                code = {98: "AddressAlreadyInUse", 13: "AccessDenied"}.get(e.errno, "SocketError")
+                raise CommandError(  # noqa: B904 - the monitor prints this text instead
+                    err, "Unable to create '0.0.0.0:%d' socket:[%s] %s" % (port, code, e.strerror or str(e))
+                )
             LOG.log("INFO", "GDB server with all CPUs started on port :%d" % port, m.name)
             return True
         if meth == "Start":
@@ -749,30 +922,45 @@ class Monitor:
         m.reset_handlers += 1
 
     def reset_machine(self, m, w):
-        # infra Machine.cs Reset: the peripherals are reset, then the MachineReset event; the monitor's
-        # handler (Monitor.cs ResetMachine) runs the "<machine>.reset" macro, if any
-        was_started = self.emu.started
-        self.emu.pause() if was_started else None
-        with m.lock:
-            if m.fw:
-                m.fw.reset()
-                m.fw.boot_ns = None
-            m.out_pending = []  # what the reset CPU had not printed yet
-            if m.core:
-                m.core.reset()  # CortexM.Reset forgets VTOR and PC; BaseRiscV.Reset: PC = ResetVector
-            m.elf_lowest = None  # measured: no VTOR guess after a reset until an ELF is loaded again
-        m.reset_gpios()  # measured: the button is released and the LED off after `machine Reset`
-        for _ in range(m.reset_handlers):
-            macro_name = self.var_key("reset")
-            body = self.macros.get(macro_name)
-            if body is None:
-                LOG.log("WARNING", "No action for reset - macro %s is not registered." % macro_name)
-            else:
-                for line in body.split("\n"):
-                    if line.strip():
-                        self.parse(line, w)
-        if was_started:
-            self.emu.start()
+        """infra Machine.cs Reset: under ObtainPausedState(true) only this machine pauses (the emulation
+        stays started, the other machines run on), its peripherals are reset, then the MachineReset event:
+        the monitor's handler (Monitor.cs ResetMachine) runs the "<machine>.reset" macro, if any, with that
+        machine as the current one (ObtainMachineContext). Then the machine resumes, at the same virtual time.
+        The stand-in holds the clock (the emulation's lock) meanwhile: the reset takes no virtual time."""
+        emu = self.emu
+        with emu.lock:
+            was_running = emu.machines_started and not m.held
+            if was_running:
+                LOG.log("INFO", "Machine paused.", m.name)
+            m.held += 1
+            try:
+                with m.lock:
+                    if m.fw:
+                        m.fw.reset()
+                        m.fw.boot_ns = None
+                    m.out_pending = []  # what the reset CPU had not printed yet
+                    if m.core:
+                        m.core.reset()  # CortexM.Reset forgets VTOR and PC; BaseRiscV.Reset: PC = ResetVector
+                    m.elf_lowest = None  # measured: no VTOR guess after a reset until an ELF is loaded again
+                m.reset_gpios()  # measured: the button is released and the LED off after `machine Reset`
+                for _ in range(m.reset_handlers):
+                    outer, self.current = self.current, m
+                    try:
+                        macro_name = self.var_key("reset")
+                        body = self.macros.get(macro_name)
+                        if body is None:
+                            LOG.log("WARNING", "No action for reset - macro %s is not registered." % macro_name)
+                        else:
+                            for line in body.split("\n"):
+                                if line.strip():
+                                    self.parse(line, w)
+                    finally:
+                        self.current = outer
+            finally:
+                m.held -= 1
+            if was_running and emu.machines_started:
+                LOG.log("INFO", "Machine resumed.", m.name)
+            emu.wake.set()
 
     def sysbus_command(self, toks, w):  # noqa: C901 - one branch per loader and member
         m = self.current
@@ -807,7 +995,7 @@ class Monitor:
         if meth == "LoadELF":
             if len(args) > 4:
                 raise SignatureMismatch(METHODS[meth])
-            if self.emu.started:
+            if not m.is_paused():  # FileLoaderExtensions.LoadELF: Machine.IsPaused
                 raise CommandError(err, "Cannot load ELF on an unpaused machine.")
             try:
                 e_machine, entry, segments = elf_info(path, data, "" if IS_116 else ".")
@@ -868,6 +1056,12 @@ class Monitor:
         typ = m.periphs[periph][0]
         if typ in (BUTTON, LED) and len(toks) >= 2:
             return self.gpio_command(toks, periph, path, typ, w)
+        if typ.startswith("UART.") and len(toks) >= 2 and toks[1].value == "WriteChar":
+            value = parse_number(toks[2].value) if len(toks) == 3 else None
+            if value is None or not 0 <= value <= 0xFF:
+                raise SignatureMismatch([("Void", "WriteChar", [("Byte", "value", None)])])
+            m.uart_receive(periph, bytes([value]))  # measured on 1.16.1: `sysbus.usart3 WriteChar 0x68`
+            return True
         props = {"PC"} | ({"VectorTableOffset"} if typ.endswith("CortexM") else set())
         if typ.startswith("CPU.") and m.core and len(toks) in (2, 3) and toks[1].value in props:
             prop = toks[1].value
@@ -980,6 +1174,9 @@ class Monitor:
         gone; (3) after `Clear` (or with no PTY terminals) the terminals come back with a new
         PTY at the same link. The snapshot is taken paused, so the emulation is paused after
         Load; machine selection, variables and macros are cleared (Monitor.cs EmulationChanged).
+        Hubs come back with their connections ([PostDeserialization] in UARTHub.cs), stopped until the
+        emulation runs again (measured on 1.16.1: `bus IsPaused` True after Load, and lines are forwarded
+        again after `start`).
         """
         if len(toks) != 2 or toks[1].kind not in ("path", "str"):
             raise SignatureMismatch(METHODS["Load"])

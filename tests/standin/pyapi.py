@@ -13,7 +13,8 @@ stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTermi
 - infra `src/Emulator/Extensions/UserInterface/Monitor.cs` (`monitor`): Machine, and by reflection the
   private RegisterResetCommand(IMachine) (the monitor's reset handler, which runs the `reset` macro)
 - infra `src/Emulator/Main/Core/ExternalsManager.cs`: Externals, TryGetName(external) -> (found, name)
-  (IronPython returns `out` parameters as a tuple after the return value), GetNames()
+  (IronPython returns `out` parameters as a tuple after the return value), GetNames(): terminals and
+  hubs (UARTHub`1 / CANHub / Switch, with IsPaused), in creation order
 - infra `src/Emulator/Main/Core/Machine.cs`: machine[name] (GetByName; an unknown name throws
   InvalidOperationException `Could not find node '<name>', the longest matching was '<prefix>'.`),
   ElapsedVirtualTime.TimeElapsed, ScheduleAction(delay, Action<TimeInterval>, name) (the action gets
@@ -745,6 +746,11 @@ class Uart(Peripheral):
 
     CharReceived = _event_property("_handlers")
 
+    def WriteChar(self, value):
+        """IUART.WriteChar: a character received, as a terminal passes one (measured on 1.16.1 from Python and
+        the monitor: the firmware gets it when it next runs)."""
+        self._machine.uart_receive(self._name, bytes([value]))
+
 
 class SystemBus(Peripheral):
     pass
@@ -825,6 +831,32 @@ class Terminal:
         return "<%s object at 0x%016X [%s]>" % (self.ToString(), id(self) & 0xFFFFFFFF, self.ToString())
 
     __str__ = __repr__
+
+
+class HubFacade:
+    """A hub (hubs.py): UARTHub`1 / CANHub / Switch, with IsPaused (infra UARTHub.cs)."""
+
+    def __init__(self, hub):
+        self._hub = hub
+
+    @property
+    def IsPaused(self):
+        return not self._hub.started
+
+    def GetType(self):
+        return Type(self._hub.full_type_name, type(self))
+
+    def ToString(self):
+        return self._hub.full_type_name
+
+    __str__ = __repr__ = ToString
+
+
+def _external(emu, name):
+    """The facade of the external with this name (a terminal or a hub)."""
+    if name in emu.terminals:
+        return facade(emu.terminals[name], Terminal)
+    return facade(emu.hubs[name], HubFacade)
 
 
 class CpuApi:
@@ -959,16 +991,20 @@ class ExternalsManager:
     def __init__(self, emu):
         self._emu = emu
 
+    def _names(self):
+        emu = self._emu
+        return [n for n in list(emu.external_names) if n in emu.terminals or n in emu.hubs]
+
     @property
     def Externals(self):
-        return [facade(t, Terminal) for t in list(self._emu.terminals.values())]
+        return [_external(self._emu, name) for name in self._names()]
 
     def GetNames(self):
-        return list(self._emu.terminals)
+        return self._names()
 
     def TryGetName(self, external):
-        for name, term in list(self._emu.terminals.items()):
-            if getattr(external, "_term", None) is term:
+        for name in self._names():
+            if _external(self._emu, name) is external:
                 return (True, name)
         return (False, None)
 
@@ -1086,8 +1122,8 @@ def element(name):
             return facade(m, MachineFacade)[name]
         except InvalidOperationException:
             pass
-    if name in MONITOR.emu.terminals:
-        return facade(MONITOR.emu.terminals[name], Terminal)
+    if name in MONITOR.emu.terminals or name in MONITOR.emu.hubs:
+        return _external(MONITOR.emu, name)
     if name in MONITOR.emu.machines:
         return facade(MONITOR.emu.machines[name], MachineFacade)
     return None

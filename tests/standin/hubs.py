@@ -1,0 +1,121 @@
+"""Hubs between machines: `emulation CreateUARTHub` / `CreateCANHub` / `CreateSwitch`, and the connector.
+
+Read from Renode 1.16.1's sources (renode-infrastructure add012af):
+- `src/Emulator/Main/Peripherals/UART/UARTHub.cs`: `CreateUARTHub(name, loopback = false)` adds a
+  `UARTHub<byte>` (Type.Name `UARTHub`1`) to the ExternalsManager. AttachTo(uart) subscribes to the
+  UART's CharReceived (what the UART transmits). A transmitted character is dropped unless the hub is
+  started; otherwise it is written (`WriteChar`) into every OTHER attached UART (the sender too if
+  `loopback`), each through its own machine's time domain: `HandleTimeDomainEvent(WriteChar, byte, when)`
+  with `when` = the sender's virtual time (STM32_UART is no IDelayableUART: no transmission delay), which
+  in SynchronizedIO mode queues it for the receiving machine's next synced state at or after `when`
+  (TimeSourceBase.ExecuteInSyncedState; sync points every quantum, 100 us by default). Attaching a UART
+  twice: `Cannot attach to the provided UART as it is already registered in this hub.`; detaching one
+  that is not attached: `Cannot detach from the provided UART as it is not registered in this hub.`.
+  [PostDeserialization] re-subscribes the attached UARTs: a loaded hub forwards again.
+- `src/Emulator/Main/Core/ExternalsManager.cs`: one namespace for every external (terminals and hubs):
+  a taken name fails with `External's name already in use`. Start() (Emulation.InnerStartAll: `start`,
+  StartAll, RunFor) starts or resumes the IHasOwnLife externals only when the manager was paused; Pause()
+  (PauseAll, a Save's paused state) pauses them. AddExternal starts nothing: a hub created while the
+  emulation runs stays stopped (drops everything) until the emulation is paused and started again.
+- `src/Emulator/Main/Core/Connector.cs`: `connector Connect <element> <connectable>` calls the
+  connectable's AttachTo with the element's runtime type; none fits -> `Could not find a way to connect
+  <element type> to <connectable type>` (`disconnect ... from ...` for Disconnect).
+- `src/Emulator/Extensions/Tools/Network/CANHub.cs` (`CreateCANHub(name, loopback = false,
+  useNetworkByteOrderForLogging = true)`, ICAN peripherals) and `Switch.cs` (`CreateSwitch(name)`,
+  IMACInterface peripherals): named externals here; the stand-in's platforms have no CAN or Ethernet
+  peripheral, so nothing can join them, and frames are not modelled.
+"""
+
+QUANTUM_NS = 100_000  # TimeSourceBase.DefaultQuantum: 100 us between synced states
+
+# kind -> (Type.Name, .NET namespace, peripheral type prefixes the hub's AttachTo accepts, "already" message)
+KINDS = {
+    "UART": (
+        "UARTHub`1",
+        "Antmicro.Renode.Peripherals.UART",
+        ("UART.",),
+        "Cannot attach to the provided UART as it is already registered in this hub.",
+    ),
+    "CAN": (
+        "CANHub",
+        "Antmicro.Renode.Tools.Network",
+        ("CAN.",),
+        "Cannot attach to the provided CAN periperal as it is already registered in this hub.",
+    ),
+    "Switch": (
+        "Switch",
+        "Antmicro.Renode.Tools.Network",
+        ("Network.",),  # IMACInterface: the Ethernet MACs (none on the stand-in's platforms)
+        "Cannot attach to the provided MAC interface as it is already registered in this switch.",
+    ),
+}
+NAME_TAKEN = "External's name already in use"
+
+
+class Hub:
+    def __init__(self, name, kind, loopback=False):
+        self.name, self.kind, self.loopback = name, kind, loopback
+        self.started = False  # UARTHubBase.started: false until the ExternalsManager starts it
+        self.members = []  # [(Machine, peripheral name)] in attach order (the UARTs' dictionary)
+
+    @property
+    def type_name(self):
+        return KINDS[self.kind][0]
+
+    @property
+    def full_type_name(self):
+        return "%s.%s" % (KINDS[self.kind][1], self.type_name)
+
+    def accepts(self, periph_type):
+        return periph_type.startswith(KINDS[self.kind][2])
+
+    def attach(self, machine, periph):
+        """AttachTo: None, or the RecoverableException's message."""
+        if (machine, periph) in self.members:
+            return KINDS[self.kind][3]
+        self.members.append((machine, periph))
+        return None
+
+    def detach(self, machine, periph):
+        if (machine, periph) not in self.members:
+            if self.kind == "UART":
+                return "Cannot detach from the provided UART as it is not registered in this hub."
+            return None  # CANHub/Switch: not reachable here (nothing can be attached to them)
+        self.members.remove((machine, periph))
+        return None
+
+    def transmit(self, sender, periph, data, now_ns):
+        """HandleCharReceived for each byte the sender's UART printed (on the CPU thread, at now_ns)."""
+        if self.kind != "UART" or not self.started:
+            return
+        due = (now_ns // QUANTUM_NS + 1) * QUANTUM_NS
+        for machine, recipient in list(self.members):
+            if (machine, recipient) == (sender, periph) and not self.loopback:
+                continue
+            if machine.emu.machines.get(machine.name) is not machine:
+                continue  # removed from the emulation
+            machine.hub_receive(recipient, data, due)
+
+    def state(self):
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "loopback": self.loopback,
+            "started": self.started,
+            "members": [[m.name, p] for m, p in self.members],
+        }
+
+    @classmethod
+    def from_state(cls, st, machines):
+        hub = cls(st["name"], st["kind"], st["loopback"])
+        hub.started = st["started"]
+        # [PostDeserialization] ReattachUARTsAfterDeserialization: the UARTs' CharReceived again
+        hub.members = [(machines[m], p) for m, p in st["members"]]
+        return hub
+
+
+def transmit(machine, periph, data, now_ns):
+    """What a UART printed reaches the hubs it is attached to (its CharReceived subscribers)."""
+    for hub in list(machine.emu.hubs.values()):
+        if (machine, periph) in hub.members:
+            hub.transmit(machine, periph, data, now_ns)
