@@ -208,3 +208,32 @@ def test_each_machine_has_its_own_gdb_server(backend, firmware):
             assert b"$S00#b3" in reply, (name, reply)
         pid = driver.target.renode.process.pid
         assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+
+
+def test_can_controllers_and_ethernet_macs_join_their_hubs(backend, firmware):
+    """CAN hubs and Ethernet switches are wired at power-on like UART hubs (no test firmware sends frames)."""
+    config = two_boards()
+    config["hubs"]["can"] = {"kind": "can", "connect": ["a:sysbus.can1", "b:sysbus.can1"]}
+    config["hubs"]["lan"] = {"kind": "ethernet", "connect": ["a:sysbus.ethernet", "b:sysbus.ethernet"]}
+    with target(backend, autostart=False, **config) as (client, _):
+        booted(client, firmware())
+        client.a.write_uart("three hubs\r")
+        client.b.expect_output(r"bus: three hubs\r\n", timeout=1)
+
+
+@pytest.mark.parametrize(
+    "kind,peripheral,renode_says",
+    [
+        ("can", "sysbus.usart3", "Could not find a way to connect STM32_UART to CANHub"),
+        ("ethernet", "sysbus.can1", "Could not find a way to connect STMCAN to Switch"),
+    ],
+)
+def test_a_peripheral_of_another_kind_fails_power_on_with_renode_s_reason(
+    backend, firmware, kind, peripheral, renode_says
+):
+    config = two_boards(kind=kind, connect=[f"a:{peripheral}"])
+    with target(backend, **config) as (client, driver):
+        client.a.flasher.flash(firmware().elf)
+        with pytest.raises(DriverError, match=rf"hub `bus` \({kind}\): cannot connect `a:{peripheral}`: {renode_says}"):
+            client.power.on()
+        assert driver.target.renode is None
