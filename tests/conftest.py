@@ -180,6 +180,16 @@ def target(backend: Backend, **config) -> Iterator:
         driver.close()
 
 
+def gdb_stop_replies(gdb) -> list[bytes]:
+    """Ask a GDB stream for the stop reason (`?`); the stop packets received: the one connecting caused
+    (SIGTRAP, S05) and the answer to `?` (always S00 in Renode 1.16), in either order."""
+    gdb.send(b"$?#3f")
+    reply = b""
+    while len(re.findall(rb"#[0-9a-fA-F]{2}", reply)) < 2:  # each packet ends with two checksum digits
+        reply += gdb.receive()
+    return sorted(re.findall(rb"\$S[0-9a-f]{2}#[0-9a-f]{2}", reply))
+
+
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)

@@ -15,6 +15,20 @@ from conftest import STANDIN, no_renode_left
 EXAMPLE = Path(__file__).parent.parent / "examples" / "exporter.yaml"
 
 
+def jmp_shell(cwd: Path, script: str, timeout: float) -> str:
+    """`jmp shell --exporter-config exporter.yaml -- sh -c SCRIPT` in `cwd`, no stdin; its whole output."""
+    bin_dir = str(Path(sys.executable).parent)
+    result = subprocess.run(
+        [f"{bin_dir}/jmp", "shell", "--exporter-config", "exporter.yaml", "--", "sh", "-c", script],
+        cwd=cwd,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
+    return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+
+
 @pytest.mark.timeout(420)  # the session is one `j` process per step: a loaded host needs more than 120 s
 def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
     """The README's `j` commands in `jmp shell`, on the stand-in and on the `renode` on PATH."""
@@ -38,16 +52,7 @@ def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
         "j board snapshot save s1 && j board snapshot list && j board power off && "
         "j hifive1 power on && j hifive1 power off"
     )
-    bin_dir = str(Path(sys.executable).parent)
-    result = subprocess.run(
-        [f"{bin_dir}/jmp", "shell", "--exporter-config", "exporter.yaml", "--", "sh", "-c", script],
-        cwd=tmp_path,
-        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=backend.timeout(120, 300),
-    )
-    out = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    out = jmp_shell(tmp_path, script, backend.timeout(120, 300))
     # `jmp shell` exits 0 whatever the command did: the output is the evidence.
     assert "flashed fw.elf (elf)" in out, out
     assert fw.banner.decode() in out, out
@@ -78,16 +83,7 @@ def test_jmp_shell_session_with_the_two_board_example(backend, tmp_path, firmwar
         "j ecus a user press && j ecus a expect 'button released' -t 1 && "
         "(j ecus expect x -t 1 || echo root expect exit $?) && j ecus power off"
     )
-    bin_dir = str(Path(sys.executable).parent)
-    result = subprocess.run(
-        [f"{bin_dir}/jmp", "shell", "--exporter-config", "exporter.yaml", "--", "sh", "-c", script],
-        cwd=tmp_path,
-        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=backend.timeout(120, 300),
-    )
-    out = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    out = jmp_shell(tmp_path, script, backend.timeout(120, 300))
     assert out.count("flashed fw.elf (elf)") == 2, out
     times = re.findall(r"^\d+\.\d{9}$", out.replace("\r", ""), re.MULTILINE)
     assert len(times) == 5, out  # banners, bus line, release, button line: each at its virtual time

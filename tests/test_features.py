@@ -10,7 +10,16 @@ import time
 import pexpect
 import pytest
 from click.testing import CliRunner
-from conftest import expect_banner, expect_echo, firmware_for, no_renode_left, run_until_output, target, write
+from conftest import (
+    expect_banner,
+    expect_echo,
+    firmware_for,
+    gdb_stop_replies,
+    no_renode_left,
+    run_until_output,
+    target,
+    write,
+)
 from jumpstarter.client.core import DriverError
 
 
@@ -235,13 +244,7 @@ def test_gdb_server_is_reachable_only_through_jumpstarter(backend, firmware):
         client.flasher.flash(firmware().elf)
         client.power.on()
         with client.gdb.stream() as gdb:
-            gdb.send(b"$?#3f")
-            reply = b""
-            # Two packets (each ends with two checksum digits): the stop the connection caused (SIGTRAP,
-            # S05) and the answer to `?` (always S00 in Renode 1.16), in either order.
-            while len(re.findall(rb"#[0-9a-fA-F]{2}", reply)) < 2:
-                reply += gdb.receive()
-        assert sorted(re.findall(rb"\$S[0-9a-f]{2}#[0-9a-f]{2}", reply)) == [b"$S00#b3", b"$S05#b8"], reply
+            assert gdb_stop_replies(gdb) == [b"$S00#b3", b"$S05#b8"]
         pid = driver.target.renode.process.pid
         # Renode runs in its own network namespace: its GDB port is not on this host's network.
         assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")

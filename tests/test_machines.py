@@ -11,7 +11,7 @@ import os
 import re
 
 import pytest
-from conftest import no_renode_left, target
+from conftest import gdb_stop_replies, no_renode_left, target
 from jumpstarter.client.core import DriverError
 
 from jumpstarter_driver_renode.client import RenodeMachineClient
@@ -180,14 +180,21 @@ def test_calls_about_one_machine_on_the_target_itself_say_where_they_belong(stan
 
 
 @pytest.mark.parametrize(
-    "peripheral,renode_says",
-    [("sysbus.usart9", "no such peripheral"), ("sysbus.gpioPortA.UserButton", "Could not find a way to connect")],
+    "kind,peripheral,renode_says",
+    [
+        ("uart", "sysbus.usart9", "no such peripheral in that machine"),
+        ("uart", "sysbus.gpioPortA.UserButton", "Could not find a way to connect Button to UARTHub`1"),
+        ("can", "sysbus.usart3", "Could not find a way to connect STM32_UART to CANHub"),
+        ("ethernet", "sysbus.can1", "Could not find a way to connect STMCAN to Switch"),
+    ],
 )
-def test_a_hub_peripheral_that_does_not_fit_fails_power_on_naming_it(backend, firmware, peripheral, renode_says):
-    config = two_boards(kind="uart", connect=["a:sysbus.usart3", f"b:{peripheral}"])
+def test_a_hub_peripheral_that_does_not_fit_fails_power_on_naming_it(backend, firmware, kind, peripheral, renode_says):
+    fitting = {"uart": "a:sysbus.usart3", "can": "a:sysbus.can1", "ethernet": "a:sysbus.ethernet"}[kind]
+    config = two_boards(kind=kind, connect=[fitting, f"b:{peripheral}"])
     with target(backend, **config) as (client, driver):
         client.a.flasher.flash(firmware().elf)
-        with pytest.raises(DriverError, match=rf"hub `bus` \(uart\): cannot connect `b:{peripheral}`.*{renode_says}"):
+        expected = rf"hub `bus` \({kind}\): cannot connect `b:{re.escape(peripheral)}`: {re.escape(renode_says)}"
+        with pytest.raises(DriverError, match=expected):
             client.power.on()
         assert driver.target.renode is None
         assert no_renode_left()
@@ -201,11 +208,7 @@ def test_each_machine_has_its_own_gdb_server(backend, firmware):
         booted(client, firmware())
         for name in ("a", "b"):
             with getattr(client, name).gdb.stream() as gdb:
-                gdb.send(b"$?#3f")
-                reply = b""
-                while len(re.findall(rb"#[0-9a-fA-F]{2}", reply)) < 2:  # the connect's stop, then `?`'s answer
-                    reply += gdb.receive()
-            assert b"$S00#b3" in reply, (name, reply)
+                assert gdb_stop_replies(gdb) == [b"$S00#b3", b"$S05#b8"], name
         pid = driver.target.renode.process.pid
         assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
 
@@ -219,21 +222,3 @@ def test_can_controllers_and_ethernet_macs_join_their_hubs(backend, firmware):
         booted(client, firmware())
         client.a.write_uart("three hubs\r")
         client.b.expect_output(r"bus: three hubs\r\n", timeout=1)
-
-
-@pytest.mark.parametrize(
-    "kind,peripheral,renode_says",
-    [
-        ("can", "sysbus.usart3", "Could not find a way to connect STM32_UART to CANHub"),
-        ("ethernet", "sysbus.can1", "Could not find a way to connect STMCAN to Switch"),
-    ],
-)
-def test_a_peripheral_of_another_kind_fails_power_on_with_renode_s_reason(
-    backend, firmware, kind, peripheral, renode_says
-):
-    config = two_boards(kind=kind, connect=[f"a:{peripheral}"])
-    with target(backend, **config) as (client, driver):
-        client.a.flasher.flash(firmware().elf)
-        with pytest.raises(DriverError, match=rf"hub `bus` \({kind}\): cannot connect `a:{peripheral}`: {renode_says}"):
-            client.power.on()
-        assert driver.target.renode is None
