@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from enum import Enum
 
 import click
@@ -336,6 +336,25 @@ def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
 
 class RenodeConsoleClient(PySerialClient):
     """PySerial's client (pexpect, start-console, pipe) plus `start` as a short alias."""
+
+    @asynccontextmanager
+    async def stream_async(self, method):
+        """Jumpstarter's stream, whose gRPC call is cancelled as the console leaves.
+
+        Jumpstarter ends the call only when a cancellation happens to land in a gRPC read or write;
+        otherwise (say, pexpect's socket closed and the input side half-closed first) the call stays
+        open until the garbage collector finds it, maybe a minute later. Until then the exporter keeps
+        the console subscribed to its UART: the next power-on's output goes to that dead console
+        instead of the backlog the next console receives first, and the boot banner is lost.
+        """
+        call = None
+        try:
+            async with super().stream_async(method) as stream:
+                call = stream.stream.context  # MetadataStream -> RouterStream -> grpc.aio call
+                yield stream
+        finally:
+            if call is not None:  # after the stream's own close, which may still send its end of input
+                call.cancel()
 
     def cli(self):
         base = super().cli()
