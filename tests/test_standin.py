@@ -1052,13 +1052,13 @@ def test_start_sleeps_100_ms(firmware, tmp_path):
         s.close()
 
 
-def test_reflection_threading_and_time_api(tmp_path):
-    """The .NET API slice machine.py and expect.py use: Monitor, Object, DateTime, Thread.Sleep, reflection."""
+def test_reflection_and_threading_api(tmp_path):
+    """The .NET API slice machine.py and expect.py use: Monitor, Object, reflection."""
     script = tmp_path / "api.py"
     script.write_text(
-        "from System import DateTime, Object\n"
+        "from System import Object\n"
         "from System.Reflection import BindingFlags\n"
-        "from System.Threading import Monitor, Thread\n"
+        "from System.Threading import Monitor\n"
         "from Antmicro.Renode.Core import EmulationManager\n"
         "def mc_api():\n"
         "    lock = Object()\n"
@@ -1067,9 +1067,6 @@ def test_reflection_threading_and_time_api(tmp_path):
         "        Monitor.Exit(lock)\n"
         "    except Exception as e:\n"
         "        print(type(e).__name__)\n"
-        "    begin = DateTime.UtcNow\n"
-        "    Thread.Sleep(30)\n"
-        "    print(25 <= (DateTime.UtcNow - begin).TotalMilliseconds < 1000)\n"
         "    emulation = EmulationManager.Instance.CurrentEmulation\n"
         "    kind, hidden = emulation.GetType(), BindingFlags.NonPublic | BindingFlags.Instance\n"
         "    print(kind.GetMethod('InnerStartAll', hidden) is not None, kind.GetField('machLock', hidden) is not None)\n"
@@ -1092,7 +1089,6 @@ def test_reflection_threading_and_time_api(tmp_path):
         c.send(b"api\n")
         assert c.take(b"(monitor) ").decode().split("\r\r\n")[:-1] == [
             "api\n\rSynchronizationLockException",
-            "True",
             "True True",
             "None None None",
             "None None",

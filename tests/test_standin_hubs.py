@@ -104,6 +104,12 @@ class Boards:
         for pty in self.ptys.values():
             assert pty.line() == self.fw.banner + b"\r\n"
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
         for pty in self.ptys.values():
             pty.close()
@@ -111,8 +117,7 @@ class Boards:
 
 
 def test_a_line_typed_on_one_console_comes_out_on_the_other(firmware, tmp_path):
-    s = Boards(firmware(), tmp_path)
-    try:
+    with Boards(firmware(), tmp_path) as s:
         s.hub()
         s.start()
         a, b = s.ptys["a"], s.ptys["b"]
@@ -140,8 +145,6 @@ def test_a_line_typed_on_one_console_comes_out_on_the_other(firmware, tmp_path):
         assert s.cmd(names) == "['t_a', 't_b', 'bus']\r\r\n"
         kinds = 'python "print([e.GetType().Name for e in EmulationManager.Instance.CurrentEmulation.ExternalsManager.Externals])"'
         assert s.cmd(kinds) == "['UartPtyTerminal', 'UartPtyTerminal', 'UARTHub`1']\r\r\n"
-    finally:
-        s.close()
 
 
 def test_the_other_machine_receives_at_its_next_sync_point(firmware, tmp_path):
@@ -159,8 +162,7 @@ def test_the_other_machine_receives_at_its_next_sync_point(firmware, tmp_path):
         "    chars = [(c, t) for n, c, t in seen if n == name]\n"
         "    return chars[''.join(c for c, _ in chars).index(text)][1]\n"
     )
-    s = Boards(firmware(), tmp_path)
-    try:
+    with Boards(firmware(), tmp_path) as s:
         s.hub()
         assert s.cmd(f"include @{script}") == ""
         s.start()
@@ -169,13 +171,10 @@ def test_the_other_machine_receives_at_its_next_sync_point(firmware, tmp_path):
         out = s.cmd("python \"print(printed_at('a', 'echo: hi'), printed_at('b', 'bus: hi'))\"")
         sent, received = (int(x) for x in out.split())
         assert sent > 0 and received == (sent // QUANTUM_NS + 1) * QUANTUM_NS
-    finally:
-        s.close()
 
 
 def test_errors(firmware, tmp_path):
-    s = Boards(firmware(), tmp_path)
-    try:
+    with Boards(firmware(), tmp_path) as s:
 
         def error(line, *lines):
             assert s.cmd(line) == (ERROR_HEADER % line) + "".join(x + "\r\n" for x in lines)
@@ -231,27 +230,21 @@ def test_errors(firmware, tmp_path):
             "There was an error executing command 'emulation CreateUARTHub \"x\" maybe'\r\n"
             "Parameters did not match the signature\r\n"
         )
-    finally:
-        s.close()
 
 
 def test_a_loopback_hub_echoes_to_the_sender(firmware, tmp_path):
-    s = Boards(firmware(), tmp_path, names=("a",))
-    try:
+    with Boards(firmware(), tmp_path, names=("a",)) as s:
         s.hub("loop", "true")
         s.start()
         a = s.ptys["a"]
         a.type(b"x\r")
         assert a.until(b"bus: x\r\n") == b"echo: x\r\nbus: x\r\n"
-    finally:
-        s.close()
 
 
 def test_bus_input_has_the_console_line_rules(firmware, tmp_path):
     """USART3 on a PTY instead of a hub: console lines go out on it; lines typed into it come back as `bus: ...`,
     at most 120 characters, empty ones ignored, never run as commands."""
-    s = Boards(firmware(), tmp_path, names=("b",))
-    try:
+    with Boards(firmware(), tmp_path, names=("b",)) as s:
         assert s.cmd('emulation CreateUartPtyTerminal "t_bus" "%s" true' % (tmp_path / "bus")) == ""
         assert s.cmd("connector Connect sysbus.usart3 t_bus") == ""
         wire = Pty(tmp_path / "bus")
@@ -275,14 +268,11 @@ def test_bus_input_has_the_console_line_rules(firmware, tmp_path):
         assert b.line() == b"bus: h\r\n"
         assert s.cmd("python \"[monitor.Machine['sysbus.usart3'].WriteChar(c) for c in (112, 121, 13)]\"") == ""
         assert b.line() == b"bus: py\r\n"
-    finally:
-        s.close()
 
 
 def test_a_hub_created_while_running_stays_stopped_until_the_emulation_is_paused_and_started(firmware, tmp_path):
     """ExternalsManager.AddExternal starts nothing; only ExternalsManager.Start (from a paused emulation) does."""
-    s = Boards(firmware(), tmp_path)
-    try:
+    with Boards(firmware(), tmp_path) as s:
         s.start()
         s.hub()
         a, b = s.ptys["a"], s.ptys["b"]
@@ -292,14 +282,11 @@ def test_a_hub_created_while_running_stays_stopped_until_the_emulation_is_paused
         a.type(b"kept\r")
         assert a.line() == b"echo: kept\r\n"
         assert b.line() == b"bus: kept\r\n"  # `bus: lost` would have come first
-    finally:
-        s.close()
 
 
 def test_reset_resets_the_selected_machine_only(firmware, tmp_path):
     fw = firmware()
-    s = Boards(fw, tmp_path)
-    try:
+    with Boards(fw, tmp_path) as s:
         s.hub()
         s.start()
         a, b = s.ptys["a"], s.ptys["b"]
@@ -337,16 +324,13 @@ def test_reset_resets_the_selected_machine_only(firmware, tmp_path):
         now = s.cmd("currentTime").split("\r\n")[0]
         s.select("b")
         assert s.cmd("currentTime").split("\r\n")[0] == now
-    finally:
-        s.close()
 
 
 def test_a_gdb_server_per_machine(firmware, tmp_path):
-    s = Boards(firmware(), tmp_path)
     first = second = free_port()
     while second == first:
         second = free_port()
-    try:
+    with Boards(firmware(), tmp_path) as s:
         s.select("a")
         assert s.cmd(f"machine StartGdbServer {first} false") == ""
         line = f"machine StartGdbServer {second} false"
@@ -364,14 +348,11 @@ def test_a_gdb_server_per_machine(firmware, tmp_path):
             sock.sendall(b"$?#3f")
             assert recv_until(sock, lambda d: d.endswith(b"#b3")) == b"$S05#b8+$S00#b3"
             sock.close()
-    finally:
-        s.close()
 
 
 def test_save_clear_load_keeps_the_hub(firmware, tmp_path):
     snap = tmp_path / "two.save"
-    s = Boards(firmware(), tmp_path)
-    try:
+    with Boards(firmware(), tmp_path) as s:
         s.hub()
         s.start()
         s.ptys["a"].type(b"before\r")
@@ -396,5 +377,3 @@ def test_save_clear_load_keeps_the_hub(firmware, tmp_path):
         b.type(b"back\r")
         assert b.line() == b"echo: back\r\n"
         assert a.line() == b"bus: back\r\n"  # not `bus: after` first: no loopback
-    finally:
-        s.close()

@@ -27,9 +27,8 @@ stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTermi
   at their paths (`sysbus.gpioPortA.UserButton`)
 - GetType() of every facade: Name / FullName / Namespace (`STM32_UART`, `Button`, `LED`, ...)
 - infra `src/Emulator/Main/Time/TimeInterval.cs`: nanosecond ticks, From*/Total*, ToString
-- System.Action / Action[T] delegates, System.Object (a lock), DateTime.UtcNow (minus gives a TimeSpan),
-  System.Threading ManualResetEvent / AutoResetEvent / Monitor.Enter, Exit (a re-entrant lock per
-  object) / Thread.Sleep(ms)
+- System.Action / Action[T] delegates, System.Object (a lock), System.Threading ManualResetEvent /
+  AutoResetEvent / Monitor.Enter, Exit (a re-entrant lock per object)
 - System.Reflection: BindingFlags; Type.GetMethod / GetField / GetProperty (None when absent),
   MethodInfo.Invoke(target, args or None) (what the member throws arrives as a
   TargetInvocationException), FieldInfo.GetValue, PropertyInfo.GetSetMethod(nonPublic).
@@ -41,7 +40,6 @@ The facades keep one object per stand-in object, so `is` works as it does on .NE
 import enum
 import sys
 import threading
-import time
 import types
 
 from gpios import BUTTON, LED
@@ -103,6 +101,30 @@ class TimeInterval:
     def __init__(self, ticks=0):
         self._ticks = _ulong(ticks)
 
+    def __add__(self, other):
+        return TimeInterval(self._ticks + other._ticks)
+
+    def __sub__(self, other):
+        return TimeInterval(self._ticks - other._ticks)
+
+    def __eq__(self, other):
+        return isinstance(other, TimeInterval) and self._ticks == other._ticks
+
+    def __lt__(self, other):
+        return self._ticks < other._ticks
+
+    def __le__(self, other):
+        return self._ticks <= other._ticks
+
+    def __gt__(self, other):
+        return self._ticks > other._ticks
+
+    def __ge__(self, other):
+        return self._ticks >= other._ticks
+
+    def __hash__(self):
+        return hash(self._ticks)
+
     @staticmethod
     def FromTicks(ticks):
         return TimeInterval(ticks)
@@ -147,30 +169,6 @@ class TimeInterval:
     @property
     def TotalSeconds(self):
         return self._ticks / 1e9
-
-    def __add__(self, other):
-        return TimeInterval(self._ticks + other._ticks)
-
-    def __sub__(self, other):
-        return TimeInterval(self._ticks - other._ticks)
-
-    def __eq__(self, other):
-        return isinstance(other, TimeInterval) and self._ticks == other._ticks
-
-    def __lt__(self, other):
-        return self._ticks < other._ticks
-
-    def __le__(self, other):
-        return self._ticks <= other._ticks
-
-    def __gt__(self, other):
-        return self._ticks > other._ticks
-
-    def __ge__(self, other):
-        return self._ticks >= other._ticks
-
-    def __hash__(self):
-        return hash(self._ticks)
 
     def __str__(self):
         seconds, decimals = divmod(self._ticks, TimeInterval.TicksPerSecond)
@@ -326,144 +324,6 @@ class Monitor:
             raise SynchronizationLockException(  # noqa: B904 - .NET's exception, not Python's
                 "Object synchronization method was called from an unsynchronized block of code."
             )
-
-
-class Thread:
-    """System.Threading.Thread, as far as Sleep."""
-
-    @staticmethod
-    def Sleep(timeout):
-        ms = timeout.TotalMilliseconds if isinstance(timeout, TimeSpan) else int(timeout)
-        if ms < -1:
-            raise ArgumentOutOfRangeException(
-                "Number must be either non-negative and less than or equal to Int32.MaxValue or -1."
-            )
-        if ms == -1:
-            threading.Event().wait()
-        time.sleep(ms / 1000.0)
-
-
-class TimeSpan:
-    """System.TimeSpan: 100 ns ticks."""
-
-    TicksPerMillisecond = 10000
-    TicksPerSecond = 10000000
-
-    __slots__ = ("Ticks",)
-
-    def __init__(self, ticks=0):
-        self.Ticks = int(ticks)
-
-    @staticmethod
-    def FromMilliseconds(value):
-        return TimeSpan(round(value * TimeSpan.TicksPerMillisecond))
-
-    @staticmethod
-    def FromSeconds(value):
-        return TimeSpan(round(value * TimeSpan.TicksPerSecond))
-
-    @property
-    def TotalMilliseconds(self):
-        return self.Ticks / float(TimeSpan.TicksPerMillisecond)
-
-    @property
-    def TotalSeconds(self):
-        return self.Ticks / float(TimeSpan.TicksPerSecond)
-
-    def __add__(self, other):
-        return TimeSpan(self.Ticks + other.Ticks)
-
-    def __sub__(self, other):
-        return TimeSpan(self.Ticks - other.Ticks)
-
-    def __neg__(self):
-        return TimeSpan(-self.Ticks)
-
-    def __eq__(self, other):
-        return isinstance(other, TimeSpan) and self.Ticks == other.Ticks
-
-    def __lt__(self, other):
-        return self.Ticks < other.Ticks
-
-    def __le__(self, other):
-        return self.Ticks <= other.Ticks
-
-    def __gt__(self, other):
-        return self.Ticks > other.Ticks
-
-    def __ge__(self, other):
-        return self.Ticks >= other.Ticks
-
-    def __hash__(self):
-        return hash(self.Ticks)
-
-    def ToString(self):
-        sign = "-" if self.Ticks < 0 else ""
-        seconds, fraction = divmod(abs(self.Ticks), TimeSpan.TicksPerSecond)
-        minutes, seconds = divmod(seconds, 60)
-        hours, minutes = divmod(minutes, 60)
-        days, hours = divmod(hours, 24)
-        text = "%s%s%02d:%02d:%02d" % (sign, "%d." % days if days else "", hours, minutes, seconds)
-        return text + (".%07d" % fraction if fraction else "")
-
-    __str__ = __repr__ = ToString
-
-
-TimeSpan.Zero = TimeSpan(0)
-
-_UNIX_EPOCH_TICKS = 621355968000000000  # DateTime(1970, 1, 1).Ticks
-
-
-class _DateTimeClass(type):
-    @property
-    def UtcNow(cls):
-        return DateTime(_UNIX_EPOCH_TICKS + time.time_ns() // 100)
-
-
-class DateTime(metaclass=_DateTimeClass):
-    """System.DateTime, as far as `DateTime.UtcNow` (the host's wall clock, 100 ns ticks) and its arithmetic:
-    DateTime - DateTime is a TimeSpan, DateTime +/- TimeSpan a DateTime."""
-
-    __slots__ = ("Ticks",)
-
-    def __init__(self, ticks):
-        self.Ticks = int(ticks)
-
-    def __sub__(self, other):
-        if isinstance(other, DateTime):
-            return TimeSpan(self.Ticks - other.Ticks)
-        if isinstance(other, TimeSpan):
-            return DateTime(self.Ticks - other.Ticks)
-        return NotImplemented
-
-    def __add__(self, other):
-        if isinstance(other, TimeSpan):
-            return DateTime(self.Ticks + other.Ticks)
-        return NotImplemented
-
-    def Subtract(self, other):
-        return self - other
-
-    def __eq__(self, other):
-        return isinstance(other, DateTime) and self.Ticks == other.Ticks
-
-    def __lt__(self, other):
-        return self.Ticks < other.Ticks
-
-    def __le__(self, other):
-        return self.Ticks <= other.Ticks
-
-    def __gt__(self, other):
-        return self.Ticks > other.Ticks
-
-    def __ge__(self, other):
-        return self.Ticks >= other.Ticks
-
-    def __hash__(self):
-        return hash(self.Ticks)
-
-
-# -- System.Reflection ------------------------------------------------------------------------------
 
 
 class BindingFlags(enum.IntFlag):
@@ -1147,7 +1007,6 @@ def install(monitor):
         ManualResetEvent=ManualResetEvent,
         AutoResetEvent=AutoResetEvent,
         Monitor=Monitor,
-        Thread=Thread,
         SynchronizationLockException=SynchronizationLockException,
     )
     reflection = _module(
@@ -1161,8 +1020,6 @@ def install(monitor):
         "System",
         Action=Action,
         Object=Object,
-        DateTime=DateTime,
-        TimeSpan=TimeSpan,
         Threading=threading_,
         Reflection=reflection,
         InvalidOperationException=InvalidOperationException,
