@@ -198,6 +198,8 @@ class Renode(MachineCalls, Driver):
         self._renode_log_level = _split_log_level(self)
         super().__post_init__()
         self._specs = self._validate()
+        names = {m.name for m in self._specs}
+        self._hubs = tuple(_hub_spec(name, hub, names) for name, hub in self.hubs.items())
         spec = self.board_spec()
         self._root, self._machine = self, None if spec.several else self._specs[0]
         channels = {uart.key: UartChannel(uart.key, self.console_backlog) for uart in spec.uarts}
@@ -246,7 +248,6 @@ class Renode(MachineCalls, Driver):
         ports = [m.gdb_port for m in specs if m.gdb_port is not None]
         if len(set(ports)) < len(ports):
             raise ValueError(f"machines need distinct `gdb_port`s (0 picks a free one): {ports}")
-        self._hubs = tuple(_hub_spec(name, hub, {m.name for m in specs}) for name, hub in self.hubs.items())
         return specs
 
     @classmethod
@@ -274,7 +275,7 @@ class Renode(MachineCalls, Driver):
             startup_timeout=self.startup_timeout,
             command_timeout=self.command_timeout,
             autostart=self.autostart,
-            hubs=getattr(self, "_hubs", ()),
+            hubs=self._hubs,
         )
 
     def _spec_of(self, machine: str) -> MachineSpec:
