@@ -80,6 +80,6 @@ def test_unexpected_reply_is_an_error():
 
 def test_helper_scripts_ship_with_the_package():
     lines = expect.include_helpers()
-    assert [line.rsplit("/", 1)[1] for line in lines] == ["expect.py", "gpio.py", "machine.py"]
+    assert [line.rsplit("/", 1)[1] for line in lines] == ["expect.py", "gpio.py", "machine.py", "terminals.py"]
     for name in expect.HELPERS:
         assert expect.helper_script(name).is_file()

@@ -239,6 +239,19 @@ def test_cli_subcommands(backend, firmware):
         assert bad.exit_code != 0
 
 
+@pytest.mark.parametrize("warm_start", [False, True], ids=["in place", "from the spare"])
+def test_gdb_server_answers_after_a_snapshot_restore(backend, firmware, warm_start):
+    """`Load` brings back no GDB server (Renode rebuilds a machine's GDB stubs empty): the driver starts it again."""
+    with target(backend, gdb_port=0, warm_start=warm_start) as (client, _):
+        client.flasher.flash(firmware().elf)
+        client.power.on()
+        client.save_snapshot("s")
+        for _ in range(2):  # from the spare: on the other Renode, then on the first one again
+            client.restore_snapshot("s")
+            with client.gdb.stream() as gdb:
+                assert gdb_stop_replies(gdb) == [b"$S00#b3", b"$S05#b8"]
+
+
 def test_gdb_server_is_reachable_only_through_jumpstarter(backend, firmware):
     with target(backend, gdb_port=0) as (client, driver):
         client.flasher.flash(firmware().elf)

@@ -145,6 +145,7 @@ async def test_boot_sequence(make, tmp_path):
         f"include @{expect.helper_script('expect.py')}",
         f"include @{expect.helper_script('gpio.py')}",
         f"include @{expect.helper_script('machine.py')}",
+        f"include @{expect.helper_script('terminals.py')}",
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         f"sysbus LoadELF @{tmp_path}/fw.elf",
         f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
@@ -175,36 +176,28 @@ async def test_bin_and_hex_get_their_entry_now_and_in_the_reset_macro(make, tmp_
     assert "start" not in sent  # autostart off: paused at virtual time 0
 
 
-async def test_restore_reconnects_every_uart_and_keeps_the_run_state(make, tmp_path):
+async def test_restore_loads_without_the_ptys_and_keeps_the_run_state(make, tmp_path):
     elf = Firmware(tmp_path / "fw.elf", "elf")
     instance = make(elf, uarts={"console": "sysbus.usart2", "debug": "sysbus.usart3"})
     await instance._prepare()
     await instance._finish()
     instance.monitor.sent.clear()
-    for link in instance.links.values():  # Renode's Clear removes them; Load creates them again
-        link.unlink()
     snapshot = tmp_path / "s.save"
-
-    async def load_creates_terminals(command: str, timeout: float | None = None) -> str:
-        if command.startswith("Load "):
-            for name in ("console", "debug"):
-                await FakeMonitor.execute(
-                    instance.monitor, f'emulation CreateUartPtyTerminal "x" "{instance.links[name]}" true'
-                )
-                instance.monitor.sent.pop()
-        return await FakeMonitor.execute(instance.monitor, command, timeout)
-
-    instance.monitor.execute = load_creates_terminals
     await instance.restore(snapshot)
     assert instance.monitor.sent == [
-        "Clear",
+        "pause",
+        "jumpstarter_unhook",
+        "connector Disconnect sysbus.usart2 term_console",
+        'jumpstarter_park "term_console"',
+        "connector Disconnect sysbus.usart3 term_debug",
+        'jumpstarter_park "term_debug"',
         f"Load @{snapshot}",
         'mach set "m0"',
         "jumpstarter_rearm_reset",
         f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
-        "connector Disconnect sysbus.usart2 term_console",
+        'jumpstarter_unpark "term_console"',
         "connector Connect sysbus.usart2 term_console",
-        "connector Disconnect sysbus.usart3 term_debug",
+        'jumpstarter_unpark "term_debug"',
         "connector Connect sysbus.usart3 term_debug",
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         'jumpstarter_watch "sysbus.usart3" "term_debug"',

@@ -264,6 +264,47 @@ def test_after_a_snapshot_load_the_driver_rearms_the_reset_macro(session, firmwa
     pty.expect(fw.banner)
 
 
+def test_a_parked_terminal_stays_out_of_the_snapshot_and_keeps_its_pty(session, backend, firmware, tmp_path):
+    """How snapshots hold no PTY (inside_renode/terminals.py): a terminal taken out of the externals is
+    not saved and not disposed. `Load` without `Clear` then keeps it, and a second Renode loads the
+    snapshot while the first lives, free to make its own terminal of the same name."""
+    fw = firmware()
+    pty = Pty(board(session, fw))
+    session.run(f"sysbus LoadELF @{fw.elf}")
+    for helper in ("expect.py", "terminals.py"):
+        session.run(f"include @{helper_script(helper)}")
+    session.run("start")
+    pty.expect(fw.banner + b"\r\n")
+    session.run("pause")
+    session.run(f"connector Disconnect {fw.console} term")
+    session.run('jumpstarter_park "term"')
+    session.run(f"Save @{session.tmp}/snap.save")
+    session.run(f"Load @{session.tmp}/snap.save", b"(monitor) ")
+    session.run('mach set "m"')
+    session.run('jumpstarter_unpark "term"')
+    session.run(f"connector Connect {fw.console} term")
+    session.run("start")
+    os.write(pty.fd, b"same pty\r")
+    pty.expect(b"echo: same pty\r\n")
+
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = Session(backend, other_dir)
+    try:
+        other.run(f"Load @{session.tmp}/snap.save", b"(monitor) ")
+        other.run('mach set "m"')
+        other.run(f'emulation CreateUartPtyTerminal "term" "{other_dir}/pty" true')
+        other.run(f"connector Connect {fw.console} term")
+        other_pty = Pty(other_dir / "pty")
+        other.run("start")
+        os.write(other_pty.fd, b"other\r")
+        other_pty.expect(b"echo: other\r\n")
+        os.write(pty.fd, b"first\r")  # the first Renode's PTY and link are untouched
+        pty.expect(b"echo: first\r\n")
+    finally:
+        other.close()
+
+
 def test_reset_after_a_restore_reboots_the_firmware(backend, firmware):
     fw = firmware()
     with target(backend, autostart=False) as (client, _):

@@ -121,3 +121,111 @@ def _zombie(pid: int) -> bool:
             return re.split(r"\)\s", f.read(), maxsplit=1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+# -- the spare follows the last snapshot: a restore of it swaps processes ------------------------------
+
+
+def wait_for_snapshot_spare(driver, backend, name: str) -> int:
+    """The spare's pid once it holds snapshot `name`, loaded (it loads in the background)."""
+    deadline = time.monotonic() + backend.timeout(10, 60)
+    target_ = driver.target
+    while target_.spare_snapshot is None or target_.spare_snapshot.stem != name or target_.spare_preparing:
+        assert time.monotonic() < deadline, f"the spare did not load snapshot {name!r}"
+        time.sleep(0.01)  # the spare loads on the event loop: poll for it
+    assert target_.spare_pid is not None
+    return target_.spare_pid
+
+
+def read_word(client, address: int) -> str:
+    return client.monitor_cmd(f"sysbus ReadDoubleWord {address:#x}").strip()
+
+
+def test_a_restore_swaps_in_the_spare_holding_the_snapshot(backend, firmware):
+    """The spare loaded the snapshot; the restore makes it the board's Renode, and the Renode it replaced
+    becomes the next spare. Memory, virtual time and the run state are the snapshot's; consoles go on."""
+    fw = firmware()
+    with target(backend, allow_raw_monitor=True, autostart=False) as (client, driver):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        first = driver.target.pid
+        client.run_for(0.3)
+        client.monitor_cmd("sysbus WriteDoubleWord 0x20001000 0x1234")
+        client.save_snapshot("s")
+        spare = wait_for_snapshot_spare(driver, backend, "s")
+        client.monitor_cmd("sysbus WriteDoubleWord 0x20001000 0x5678")
+        client.run_for(0.2)
+        client.restore_snapshot("s")
+        assert driver.target.pid == spare
+        assert read_word(client, 0x20001000) == "0x00001234"
+        assert client.virtual_time() == pytest.approx(0.3, abs=1e-6)  # paused, as it was saved
+        assert wait_for_snapshot_spare(driver, backend, "s") == first
+        client.resume()
+        with client.console.pexpect() as console:
+            expect_echo(console, backend, b"swapped")
+            client.restore_snapshot("s")  # running: stays running, on the other Renode again
+            assert driver.target.pid == first
+            expect_echo(console, backend, b"back")
+        assert read_word(client, 0x20001000) == "0x00001234"
+        assert client.log(lines=1000)  # the board's log is the running Renode's
+    assert no_renode_left()
+
+
+def test_a_snapshot_saved_again_is_restored_as_last_saved(backend, firmware):
+    fw = firmware()
+    with target(backend, allow_raw_monitor=True, autostart=False) as (client, driver):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.monitor_cmd("sysbus WriteDoubleWord 0x20001000 0x1")
+        client.save_snapshot("s")
+        wait_for_snapshot_spare(driver, backend, "s")
+        client.monitor_cmd("sysbus WriteDoubleWord 0x20001000 0x2")
+        client.save_snapshot("s")  # the spare holds the first save: it must not serve this restore
+        client.monitor_cmd("sysbus WriteDoubleWord 0x20001000 0x3")
+        client.restore_snapshot("s")
+        assert read_word(client, 0x20001000) == "0x00000002"
+        client.monitor_cmd("sysbus WriteDoubleWord 0x20001000 0x4")
+        wait_for_snapshot_spare(driver, backend, "s")
+        client.restore_snapshot("s")
+        assert read_word(client, 0x20001000) == "0x00000002"
+    assert no_renode_left()
+
+
+def test_a_killed_snapshot_spare_means_a_restore_in_place(backend, firmware):
+    fw = firmware()
+    with target(backend, allow_raw_monitor=True) as (client, driver):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        with client.console.pexpect() as console:
+            expect_banner(console, fw, backend)
+            client.monitor_cmd("sysbus WriteDoubleWord 0x20001000 0x1234")
+            client.save_snapshot("s")
+            spare = wait_for_snapshot_spare(driver, backend, "s")
+            os.kill(spare, signal.SIGKILL)
+            board = driver.target.pid
+            client.monitor_cmd("sysbus WriteDoubleWord 0x20001000 0x5678")
+            client.restore_snapshot("s")
+            assert driver.target.pid == board
+            assert read_word(client, 0x20001000) == "0x00001234"
+            expect_echo(console, backend, b"in place")
+        assert wait_for_snapshot_spare(driver, backend, "s") != spare  # a new spare follows the snapshot
+    assert no_renode_left()
+
+
+def test_power_off_discards_the_snapshot_spare(backend, firmware):
+    """A spare that holds a snapshot never powers a board on: the next power-on is a fresh board."""
+    fw = firmware()
+    with target(backend, autostart=False) as (client, driver):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.run_for(0.3)
+        client.save_snapshot("s")
+        spare = wait_for_snapshot_spare(driver, backend, "s")
+        client.power.off()
+        assert driver.target.spare_snapshot is None
+        fresh = wait_for_spare(driver, backend)
+        assert fresh != spare
+        client.power.on()
+        assert driver.target.pid == fresh
+        assert client.virtual_time() == 0.0
+    assert no_renode_left()

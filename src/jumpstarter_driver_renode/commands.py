@@ -148,6 +148,16 @@ def disconnect_uart(peripheral: str, terminal: str) -> str:
     return f"connector Disconnect {check_peripheral(peripheral, 'uart')} {check_name(terminal, 'terminal name')}"
 
 
+def park_terminal(name: str) -> str:
+    """Take a (disconnected) terminal out of the emulation without closing it (inside_renode/terminals.py)."""
+    return f'jumpstarter_park "{check_name(name, "terminal name")}"'
+
+
+def unpark_terminal(name: str) -> str:
+    """Put a parked terminal into the current emulation."""
+    return f'jumpstarter_unpark "{check_name(name, "terminal name")}"'
+
+
 def set_vector_table(cpu: str, address: int) -> str:
     """Point a Cortex-M's VTOR at an image's vector table: SP and PC are read from there at reset."""
     return f"{check_peripheral(cpu, 'cpu')} VectorTableOffset {_hex_address(address)}"

@@ -364,9 +364,7 @@ class Renode(MachineCalls, Driver):
     @export
     async def save_snapshot(self, name: str) -> None:
         """Save the whole emulation under `name` (in this target's private directory)."""
-        path = self._snapshot_path(name)
-        async with self._target.instance("save a snapshot") as instance:
-            await instance.save(path)
+        await self._target.save(self._snapshot_path(name))
 
     @export
     async def restore_snapshot(self, name: str) -> None:
@@ -374,8 +372,7 @@ class Renode(MachineCalls, Driver):
         path = self._snapshot_path(name)
         if not path.is_file():
             raise ValueError(f"no snapshot named {name!r} (have: {', '.join(self.list_snapshots()) or 'none'})")
-        async with self._target.instance("restore a snapshot") as instance:
-            await instance.restore(path)
+        await self._target.restore(path)
 
     @export
     def list_snapshots(self) -> list[str]:

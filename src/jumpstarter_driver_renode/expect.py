@@ -21,7 +21,7 @@ MAX_PATTERN = 4096
 MAX_FAIL_ON = 16
 
 
-HELPERS = ("expect.py", "gpio.py", "machine.py")  # in this order: gpio.py uses what expect.py defines
+HELPERS = ("expect.py", "gpio.py", "machine.py", "terminals.py")  # expect.py first: the others use what it defines
 
 
 def helper_script(name: str = "expect.py") -> Path:

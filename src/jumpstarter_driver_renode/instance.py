@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
 import logging
 import re
 import shutil
@@ -63,8 +62,21 @@ def _last_line(message: str) -> str:
     return lines[-1].strip() if lines else message
 
 
-def _links_file(snapshot: Path) -> Path:
-    return snapshot.with_suffix(".links.json")
+def _swap_logs(retired: RenodeInstance, successor: RenodeInstance) -> None:
+    """The successor's log and stderr files take the retired process's names, and the other way round
+    (each process keeps writing to the file it opened)."""
+    names = {}
+    for attr in ("log", "stderr"):
+        mine, theirs = getattr(retired.files, attr), getattr(successor.files, attr)
+        scratch = mine.with_name(mine.name + ".swap")
+        for source, target in ((mine, scratch), (theirs, mine), (scratch, theirs)):
+            with contextlib.suppress(FileNotFoundError):
+                source.replace(target)
+        names[attr] = (theirs, mine)
+    retired.files = dataclasses.replace(retired.files, log=names["log"][0], stderr=names["stderr"][0])
+    successor.files = dataclasses.replace(successor.files, log=names["log"][1], stderr=names["stderr"][1])
+    retired.process.stderr_path = retired.files.stderr
+    successor.process.stderr_path = successor.files.stderr
 
 
 def _keep_one_previous_log(workdir: Path) -> None:
@@ -240,7 +252,6 @@ class RenodeInstance:
     boot_cpus: dict[str, BootCpu] = field(default_factory=dict)  # machine -> found on its first BIN or HEX load
     files: ProcessFiles | None = None
     links: dict[str, Path] = field(default_factory=dict)  # channel key -> the PTY link its channel reads
-    _links: list[Path] = field(default_factory=list)  # every link this process made: removed at stop
     _reading: bool = False  # whether the target's UART channels read this process's PTYs
 
     @property
@@ -427,7 +438,6 @@ class RenodeInstance:
         for uart in self.spec.uarts:
             link = self.files.uart_link(uart.slug)
             self.links[uart.key] = link
-            self._links.append(link)
             await self.monitor.execute(commands.create_pty_terminal(uart.terminal, link))
             try:
                 await self.on(uart.machine, commands.connect_uart(uart.peripheral, uart.terminal))
@@ -504,30 +514,64 @@ class RenodeInstance:
         return parse_virtual_time(await self.monitor.execute("currentTime"))
 
     async def save(self, path: Path) -> None:
-        """Save the emulation, and beside it where its terminals' links are (a Load recreates them there)."""
-        await self.monitor.execute("jumpstarter_unhook")
-        try:
-            await self.monitor.execute(commands.save_snapshot(path), timeout=self.spec.startup_timeout)
-        finally:
-            await self.monitor.execute("jumpstarter_hook")
-        _links_file(path).write_text(json.dumps({name: str(link) for name, link in self.links.items()}))
+        """Save the emulation, paused meanwhile, without this process's PTYs (inside_renode/terminals.py).
 
-    async def restore(self, path: Path) -> None:
-        """Load a snapshot in place of the running emulation; consoles keep working.
-
-        `Load` alone fails while the old emulation's PTY links exist, so clear first; Load restores
-        the UART terminals on new PTYs at the same links, paused, with no machine selected and no
-        macros, so select each machine, re-register its reset macro and reattach its UARTs.
+        Written beside `path` and renamed into place: a failed save keeps the previous snapshot, and a
+        Renode still loading the previous one reads it whole.
         """
         was_running = self.running
-        self._detach_channels()
-        await self.monitor.execute("Clear")
-        self.running = False
-        await self.monitor.execute(commands.load_snapshot(path), timeout=self.spec.startup_timeout)
-        # The terminals come back at the links of the process that saved them (maybe an earlier one).
-        saved = json.loads(_links_file(path).read_text()) if _links_file(path).is_file() else {}
-        self.links.update({key: Path(link) for key, link in saved.items() if key in self.links})
-        self._links.extend(self.links.values())
+        if was_running:
+            await self.pause()  # no output may fall between disconnecting the terminals and the save
+        partial = path.with_name(path.name + ".partial")
+        await self.monitor.execute("jumpstarter_unhook")
+        await self._park_terminals()
+        try:
+            await self.monitor.execute(commands.save_snapshot(partial), timeout=self.spec.startup_timeout)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
+            with anyio.CancelScope(shield=True):
+                await self._unpark_terminals()
+                await self.monitor.execute("jumpstarter_hook")
+                if was_running:
+                    await self.resume()
+
+    async def restore(self, path: Path) -> None:
+        """Load a snapshot in place of the running emulation; the run state and the consoles stay.
+
+        A snapshot that does not load leaves the emulation as it was.
+        """
+        was_running = self.running
+        try:
+            await self._load_snapshot(path)
+        finally:
+            if was_running and self.healthy:
+                await self.resume()
+
+    async def load_as_spare(self, path: Path, firmware: dict[str, Firmware]) -> None:
+        """Make this Renode (read by no channel) hold snapshot `path`, paused, to take over at its restore."""
+        self.firmware = dict(firmware)
+        await self._stop_on_failure(self._load_snapshot(path))
+
+    async def _load_snapshot(self, path: Path) -> None:
+        """Replace the emulation with a snapshot's, paused, and wire this process's terminals to it.
+
+        Renode's `Load` keeps the current emulation when it fails, and so does this. After a `Load` no
+        machine is selected, macros and GDB servers are gone (`Machine.gdbStubs` is rebuilt empty), and a
+        reset no longer runs the reset macro (inside_renode/machine.py): all are set up again here.
+        """
+        if self.running:
+            await self.pause()
+        await self.drain_channels()  # what the replaced run printed is delivered before the new run's
+        await self.monitor.execute("jumpstarter_unhook")  # the watches of the replaced machines
+        await self._park_terminals()
+        try:
+            await self.monitor.execute(commands.load_snapshot(path), timeout=self.spec.startup_timeout)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._unpark_terminals()
+                await self.monitor.execute("jumpstarter_hook")
+            raise
         for machine in self.spec.machines:
             if "unavailable" in await self.on(machine.name, "jumpstarter_rearm_reset"):
                 logger.warning(
@@ -535,14 +579,48 @@ class RenodeInstance:
                 )
             if machine.name in self.firmware:
                 await self.on(machine.name, commands.reset_macro(await self._load_line(machine.name)))
-        # A restored PTY terminal passes no bytes either way until its UART is connected again.
+        await self._unpark_terminals()
+        for machine in self.spec.gdb.values():
+            await self.on(machine.name, commands.start_gdb_server(machine.gdb_port))
+        await self._watch_uarts()
+        if self._reading:  # the same PTYs: the channels only start counting and recording afresh
+            self._detach_channels()
+            self._attach_channels(fresh=False)
+
+    async def _park_terminals(self) -> None:
         for uart in self.spec.uarts:
             await self.on(uart.machine, commands.disconnect_uart(uart.peripheral, uart.terminal))
+            await self.monitor.execute(commands.park_terminal(uart.terminal))
+
+    async def _unpark_terminals(self) -> None:
+        for uart in self.spec.uarts:
+            await self.monitor.execute(commands.unpark_terminal(uart.terminal))
             await self.on(uart.machine, commands.connect_uart(uart.peripheral, uart.terminal))
-        await self._watch_uarts()
-        self._attach_channels(fresh=False)
-        if was_running:
-            await self.resume()
+
+    async def drain_channels(self) -> None:
+        """Deliver what the UARTs printed and the channels have not read yet (this process's PTYs)."""
+        if self._reading:
+            for uart in self.spec.uarts:
+                await self.channels[uart.key].drain()
+
+    async def sync_firmware(self, firmware: dict[str, Firmware]) -> None:
+        """Before a spare takes over: it answers, and its reset macros load the target's current images
+        (it may have loaded the snapshot before a re-flash)."""
+        await self.monitor.execute("version")
+        for machine, image in firmware.items():
+            if self.firmware.get(machine) != image:
+                self.firmware[machine] = image
+                await self.on(machine, commands.reset_macro(await self._load_line(machine)))
+
+    async def hand_over(self, successor: RenodeInstance) -> None:
+        """At a restore: this Renode stops running the board and `successor` (a spare holding the snapshot)
+        reads the consoles from now on, paused; their log names are swapped. Nothing awaits after the switch."""
+        if self.running:
+            await self.pause()
+        await self.drain_channels()
+        self._detach_channels()
+        _swap_logs(self, successor)
+        successor._attach_channels(fresh=False)
 
     async def _load(self, machine: str, firmware: Firmware) -> None:
         await self.on(machine, firmware.load_command(), timeout=self.spec.startup_timeout)
@@ -628,7 +706,7 @@ class RenodeInstance:
         for index in self.spec.gdb:
             self.files.gdb_socket(index).unlink(missing_ok=True)
         self.files.config.unlink(missing_ok=True)
-        for link in self._links:
+        for link in self.links.values():
             with contextlib.suppress(OSError):
                 link.unlink()
 

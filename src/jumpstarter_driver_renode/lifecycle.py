@@ -25,6 +25,13 @@ OFF takes the spare and only finishes it (UARTs, firmware, start); a new spare i
 for the next power-on. The spare is never a state of the target: a spare that died, hung or is not
 ready in time is discarded and the power-on starts cold. Because every power-on gets a process that
 never ran anything, nothing of a previous run can survive a power cycle.
+
+Once a snapshot is saved or restored, the spare follows it instead: it loads that snapshot, paused,
+with its own PTYs (snapshots hold none: inside_renode/terminals.py). A restore of that snapshot then
+swaps processes: the spare takes over the consoles and runs on, and the Renode it replaced loads the
+snapshot in the background to become the next spare. Any other restore, or one while the spare is
+unusable, loads the snapshot in place. A snapshot spare never serves a power-on: power off discards it
+and prepares a fresh spare, so the processes per target stay two (the board's and one spare).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from pathlib import Path
 
 import anyio
 
-from .errors import RenodeExitedError, RenodeStateError, RenodeTimeoutError
+from .errors import RenodeError, RenodeExitedError, RenodeStateError, RenodeTimeoutError
 from .instance import BoardSpec, Firmware, ProcessFiles, RenodeInstance
 from .process import RenodeProcess
 from .uart import UartChannel
@@ -66,6 +73,20 @@ TRANSITIONS: dict[TargetState, frozenset[TargetState]] = {
 _ids = itertools.count(1)
 
 
+async def _load_spare(
+    previous: asyncio.Task[RenodeInstance] | RenodeInstance, path: Path, firmware: dict[str, Firmware]
+) -> RenodeInstance:
+    """A spare holding snapshot `path`: `previous` (a Renode, or the spare being prepared) loads it."""
+    try:
+        spare = previous if isinstance(previous, RenodeInstance) else await previous
+    except BaseException:
+        if isinstance(previous, asyncio.Task):
+            previous.cancel()
+        raise
+    await spare.load_as_spare(path, firmware)  # stops it on failure or cancellation
+    return spare
+
+
 class Target:
     """The Renode side of one board: its state, its Renode (when on), UART channels, firmware and work dir."""
 
@@ -76,6 +97,9 @@ class Target:
         self.warm_start = warm_start
         self._spare: asyncio.Task[RenodeInstance] | None = None
         self._spare_process: RenodeProcess | None = None  # known from its spawn: close() must kill it at once
+        self._spare_holds: tuple[Path, int] | None = None  # (snapshot, its version) once the spare follows one
+        self._spare_previous: asyncio.Task[RenodeInstance] | RenodeInstance | None = None  # what it loads into
+        self._versions: dict[Path, int] = {}  # snapshot -> how many times it was saved
         self.channels = channels
         self.label = name  # for file names
         self.name = f"{name}#{next(_ids)}"  # machine names repeat across targets; log lines must not
@@ -119,6 +143,11 @@ class Target:
         return self._spare is not None and not self._spare.done()
 
     @property
+    def spare_snapshot(self) -> Path | None:
+        """The snapshot the spare holds (or is loading), if it follows one."""
+        return None if self._spare_holds is None else self._spare_holds[0]
+
+    @property
     def spare_pid(self) -> int | None:
         """The warm spare's process id, once it is spawned."""
         return None if self._spare_process is None else self._spare_process.pid
@@ -152,6 +181,8 @@ class Target:
                     "powering on without firmware for %s: flash an image first unless extra_commands load one",
                     ", ".join(unflashed),
                 )
+            if self._spare_holds is not None:
+                self._discard_spare()  # it holds a snapshot of the failed run: never a power-on's
             self._set(TargetState.STARTING)
             try:
                 spare = await self._take_spare()
@@ -178,6 +209,8 @@ class Target:
         async with self._lock:
             if self.state is not TargetState.OFF:
                 await self._stop()
+            if self._spare_holds is not None:
+                self._discard_spare()
             self.prepare_spare()
 
     async def _stop(self) -> None:
@@ -242,6 +275,38 @@ class Target:
                 previous.path.unlink(missing_ok=True)
             self.prepare_spare()  # the target is in use: have a Renode ready for its power-on
 
+    # Save and restore take the terminals out of the emulation for a moment: a client that goes away
+    # mid-call must not leave the board without its consoles, so both run shielded (every step is bounded).
+
+    async def save(self, path: Path) -> None:
+        """Save a snapshot; the spare then follows it."""
+        async with self.instance("save a snapshot") as instance:
+            with anyio.CancelScope(shield=True):
+                await instance.save(path)
+                self._versions[path] = self._versions.get(path, 0) + 1
+                self._follow(path)
+
+    async def restore(self, path: Path) -> None:
+        """Restore a snapshot: from the spare that holds it if there is one (a swap), else in place."""
+        async with self.instance("restore a snapshot") as instance:
+            with anyio.CancelScope(shield=True):
+                spare = await self._take_snapshot_spare(path)
+                if spare is None:
+                    await instance.restore(path)
+                    self._follow(path)
+                    return
+                was_running = instance.running
+                try:
+                    await instance.hand_over(spare)
+                except BaseException:
+                    spare.kill()
+                    raise
+                self._instance = spare
+                self._follow(path, retired=instance)
+                self.logger.debug("restored from the spare (Renode pid %d)", spare.process.pid)
+                if was_running:
+                    await spare.resume()
+
     def gdb_socket(self, machine: str) -> Path:
         """The Unix socket of a machine's GDB server (connect without the lock: a debug session is long-lived)."""
         socket_path = self._instance.gdb_socket(machine) if self._instance is not None else None
@@ -261,6 +326,51 @@ class Target:
             name=f"renode-spare-{self.name}",
         )
 
+    def _follow(self, path: Path, retired: RenodeInstance | None = None) -> None:
+        """Have the spare load snapshot `path` as it is now, in the background: the Renode a restore just
+        replaced (`retired`), else the current spare once it is ready, else a new one."""
+        if not self.warm_start or self.state is not TargetState.ON:
+            if retired is not None:
+                retired.kill()
+            return
+        holds = (path, self._versions.get(path, 0))
+        if retired is None and self._spare_holds == holds:
+            return
+        if retired is not None:
+            self._discard_spare()
+            previous: asyncio.Task[RenodeInstance] | RenodeInstance = retired
+            self._spare_process = retired.process
+        else:
+            task = self._spare
+            if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+                self._discard_spare()
+                self.prepare_spare()
+                task = self._spare
+            assert task is not None
+            previous = task
+        self._spare = asyncio.get_running_loop().create_task(
+            _load_spare(previous, path, dict(self.firmware)), name=f"renode-spare-{self.name}"
+        )
+        self._spare_previous, self._spare_holds = previous, holds
+
+    async def _take_snapshot_spare(self, path: Path) -> RenodeInstance | None:
+        """The spare, if it holds this snapshot as last saved and is (or soon gets) ready; else None."""
+        if self._spare is None or self._spare_holds != (path, self._versions.get(path, 0)):
+            return None
+        spare = await self._take_spare()
+        if spare is None:
+            return None
+        try:  # also asks it something: a Renode killed a moment ago still looks alive until it is reaped
+            await spare.sync_firmware(self.firmware)
+        except RenodeError as exc:
+            self.logger.warning("warm spare unusable (%s); restoring in place", exc)
+            await spare.stop()
+            return None
+        except BaseException:
+            spare.kill()
+            raise
+        return spare
+
     def _spawned(self, process: RenodeProcess) -> None:
         self._spare_process = process
 
@@ -271,24 +381,32 @@ class Target:
             return None
         if not task.done():  # still preparing: the rest of its start is still faster than a cold one
             await asyncio.wait({task}, timeout=self._spec().startup_timeout)
+        fallback = "starting Renode cold" if self._spare_holds is None else "restoring in place"
         if not task.done() or task.cancelled() or task.exception() is not None:
             reason = "not ready in time" if not task.done() else repr(task.exception())
-            self.logger.warning("warm spare unusable (%s); starting Renode cold", reason)
+            self.logger.warning("warm spare unusable (%s); %s", reason, fallback)
             self._discard_spare()
             return None
-        self._spare, self._spare_process = None, None
+        self._spare, self._spare_process, self._spare_holds, self._spare_previous = None, None, None, None
         spare = task.result()
         if not spare.healthy:
-            self.logger.warning("warm spare died (%s); starting Renode cold", spare.why_failed())
+            self.logger.warning("warm spare died (%s); %s", spare.why_failed(), fallback)
             await spare.stop()
             return None
-        self.logger.debug("power-on from the warm spare (Renode pid %d)", spare.process.pid)
+        self.logger.debug("took the warm spare (Renode pid %d)", spare.process.pid)
         return spare
 
     def _discard_spare(self) -> None:
         """Kill the spare without waiting, whatever it is doing (synchronous: close() uses it)."""
-        task, self._spare = self._spare, None
+        task, self._spare, self._spare_holds = self._spare, None, None
         process, self._spare_process = self._spare_process, None
+        previous, self._spare_previous = self._spare_previous, None
+        if isinstance(previous, RenodeInstance):  # a task cancelled before it ran cleans up nothing itself
+            previous.kill()
+        elif previous is not None and not previous.done():
+            previous.cancel()
+        elif previous is not None and not previous.cancelled() and previous.exception() is None:
+            previous.result().kill()
         if task is None:
             return
         if task.done() and not task.cancelled() and task.exception() is None:

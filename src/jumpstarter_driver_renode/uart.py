@@ -80,6 +80,7 @@ class UartChannel:
     _subscribers: list[_Subscriber] = field(default_factory=list)
     _history: bytearray = field(default_factory=bytearray)
     written: int = 0  # bytes written to the current PTY (Renode's expect helper counts them arriving)
+    _reading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one read-and-deliver at a time, in order
     log: logging.Logger = field(default=logger, repr=False)  # the target's logger, set by its Target
 
     # -- the Renode side -------------------------------------------------------------------------
@@ -134,14 +135,29 @@ class UartChannel:
             while True:
                 await ready.wait()
                 ready.clear()
-                data, closed = self._read_available(fd)
-                if data:
-                    await self._deliver(data)
+                async with self._reading:
+                    data, closed = self._read_available(fd)
+                    if data:
+                        await self._deliver(data)
                 if closed:
                     return
         finally:
             if not attachment.closed:  # ended by itself (Renode closed the PTY): the fd is still ours
                 attachment.loop.remove_reader(fd)
+
+    async def drain(self) -> None:
+        """Deliver everything the PTY holds now, in order with the reader: Renode is paused and its
+        run (or process) is about to be replaced, so these are the last bytes it printed."""
+        attachment = self._attachment
+        if attachment is None:
+            return
+        async with self._reading:
+            while not attachment.closed:
+                data, closed = self._read_available(attachment.fd)
+                if data:
+                    await self._deliver(data)
+                if closed or not data:
+                    return
 
     def _read_available(self, fd: int) -> tuple[bytes, bool]:
         """Everything the PTY holds right now (up to _BATCH), and whether Renode closed its side."""

@@ -14,7 +14,8 @@ stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTermi
   private RegisterResetCommand(IMachine) (the monitor's reset handler, which runs the `reset` macro)
 - infra `src/Emulator/Main/Core/ExternalsManager.cs`: Externals, TryGetName(external) -> (found, name)
   (IronPython returns `out` parameters as a tuple after the return value), GetNames(): terminals and
-  hubs (UARTHub`1 / CANHub / Switch, with IsPaused), in creation order
+  hubs (UARTHub`1 / CANHub / Switch, with IsPaused), in creation order; RemoveExternal (unregisters,
+  disposes nothing) and AddExternal of a terminal, with Renode's errors
 - infra `src/Emulator/Main/Core/Machine.cs`: machine[name] (GetByName; an unknown name throws
   InvalidOperationException `Could not find node '<name>', the longest matching was '<prefix>'.`),
   ElapsedVirtualTime.TimeElapsed, ScheduleAction(delay, Action<TimeInterval>, name) (the action gets
@@ -867,6 +868,31 @@ class ExternalsManager:
             if _external(self._emu, name) is external:
                 return (True, name)
         return (False, None)
+
+    def RemoveExternal(self, external):
+        """Unregisters without disposing: a terminal stays open, and connected to its UART if it was."""
+        found, name = self.TryGetName(external)
+        if not found:
+            raise Exception("External not registered")
+        emu = self._emu
+        if name in emu.hubs:  # IMassConnectable.DetachAll first
+            raise Exception("stand-in: removing a hub is not modelled")
+        emu.unregistered.append(emu.terminals.pop(name))
+        emu.external_names.remove(name)
+
+    def AddExternal(self, external, name):
+        emu = self._emu
+        if self.TryGetName(external)[0]:
+            raise Exception("External already registered")
+        if name in emu.terminals or name in emu.hubs:
+            raise Exception("External's name already in use")
+        if not isinstance(external, Terminal):
+            raise Exception("stand-in: only terminals can be added back")
+        term = external._term
+        if term in emu.unregistered:
+            emu.unregistered.remove(term)
+        emu.terminals[name] = term
+        emu.external_names.append(name)
 
 
 class MasterTimeSource:
