@@ -138,7 +138,7 @@ def build(board: str, out_dir: Path, build_id: str = "dev") -> dict[str, Path]:
     prefix, _, arch_flags = _tools(board)
     if not isinstance(build_id, str) or not _BUILD_ID.fullmatch(build_id):
         raise FirmwareBuildError(f"bad build id {build_id!r}: use 1-32 of A-Z a-z 0-9 _ -")
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()  # the compiler runs in HERE: a relative path would land there
     outputs = {kind: out_dir / f"{board}-{build_id}.{kind}" for kind in ("elf", "hex", "bin")}
 
     newest_input = max(path.stat().st_mtime_ns for path in _inputs(board))

@@ -22,6 +22,8 @@ from conftest import (
 )
 from jumpstarter.client.core import DriverError
 
+from jumpstarter_driver_renode.lifecycle import TargetState
+
 
 def test_named_extra_uart_is_its_own_console(backend, firmware):
     """Each `uarts` entry is a console child of its own: the firmware's USART2 here, a silent main console."""
@@ -89,7 +91,7 @@ def test_pause_stops_virtual_time_and_resume_restarts_it(backend, firmware):
 
 @pytest.mark.parametrize("paused", [False, True])
 def test_snapshot_restore_keeps_consoles_working(backend, firmware, paused):
-    """After a restore the consoles pass bytes both ways (Renode's restored terminals need reconnecting)."""
+    """After a restore the consoles pass bytes both ways, and what was printed before it is still delivered."""
     fw = firmware()
     with target(backend, autostart=False) as (client, _):
         client.flasher.flash(fw.elf)
@@ -113,7 +115,7 @@ def test_snapshot_restore_keeps_consoles_working(backend, firmware, paused):
 
 
 def test_snapshot_of_an_earlier_power_on_restores_with_working_consoles(backend, firmware):
-    """A snapshot outlives a power cycle: its terminals come back where the Renode that saved it made them."""
+    """A snapshot outlives a power cycle: it holds no PTY, so a later Renode loads it behind its own."""
     fw = firmware()
     with target(backend, autostart=False) as (client, _):
         client.flasher.flash(fw.elf)
@@ -147,6 +149,22 @@ def test_snapshot_restore_brings_back_the_saved_state(backend, firmware):
             with pytest.raises(pexpect.TIMEOUT):
                 console.expect(rb"tick", timeout=1)  # the saved firmware was not ticking
             expect_echo_running(client, console, backend, b"restored")
+
+
+def test_a_snapshot_that_does_not_load_leaves_the_board_as_it_was(backend, firmware):
+    """Renode keeps its emulation when `Load` fails; the driver keeps the consoles and the run state."""
+    fw = firmware()
+    with target(backend, warm_start=False) as (client, driver):  # in place: no spare loaded it before
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.save_snapshot("s")
+        (driver.target.workdir / "snapshots" / "s.save").write_bytes(b"not a snapshot")
+        with pytest.raises(DriverError, match=r"Load .*s\.save"):
+            client.restore_snapshot("s")
+        assert driver.target.state is TargetState.ON
+        with client.console.pexpect() as console:
+            expect_banner(console, fw, backend)
+            expect_echo(console, backend, b"still here")
 
 
 def expect_echo_running(client, console, backend, text: bytes) -> None:

@@ -229,3 +229,26 @@ def test_power_off_discards_the_snapshot_spare(backend, firmware):
         assert driver.target.pid == fresh
         assert client.virtual_time() == 0.0
     assert no_renode_left()
+
+
+def test_close_while_the_spare_hangs_loading_a_snapshot_leaves_nothing(standin, firmware, monkeypatch):
+    """The spare loads into a Renode that was being prepared for a power-on; the end of the lease kills it
+    mid-`Load` (the task chain owns it at every step)."""
+    monkeypatch.setenv("STANDIN_HANG_ON", "Load")  # every Renode of this test: the board never loads one
+    with target(standin, warm_start=True) as (client, driver):
+        client.flasher.flash(firmware().elf)
+        client.power.on()
+        client.save_snapshot("s")
+        assert driver.target.spare_snapshot is not None and driver.target.spare_preparing
+    assert no_renode_left()
+
+
+def test_close_right_after_a_swap_leaves_nothing(backend, firmware):
+    """The Renode a restore replaced loads the snapshot in the background; closing the lease kills it too."""
+    with target(backend) as (client, driver):
+        client.flasher.flash(firmware().elf)
+        client.power.on()
+        client.save_snapshot("s")
+        wait_for_snapshot_spare(driver, backend, "s")
+        client.restore_snapshot("s")
+    assert no_renode_left()
