@@ -25,7 +25,7 @@ import anyio
 import pytest
 
 from jumpstarter_driver_renode.errors import RenodeStartError
-from jumpstarter_driver_renode.process import INSTALL_HINT, RenodeProcess, check_version, resolve_renode
+from jumpstarter_driver_renode.process import INSTALL_HINT, LogFollower, RenodeProcess, check_version, resolve_renode
 
 # Leaves a child in Renode's process group (as a launcher wrapper would) and says its pid.
 WITH_CHILD = """
@@ -322,3 +322,23 @@ async def test_check_version_of_an_unrunnable_executable_raises_start_error(tmp_
     assert resolve_renode(str(path)) == str(path)  # it is there and executable...
     with pytest.raises(RenodeStartError, match="renode"):  # ...but cannot run: say so, typed
         await check_version(str(path), 5)
+
+
+def test_log_follower_reads_new_lines_and_starts_over_on_a_new_file(tmp_path):
+    """`follow_log`: a power-on or a restore from the spare puts another Renode's log at the same path,
+    maybe longer than what was read of the old one; the new file is read from its start."""
+    log = tmp_path / "renode.log"
+    follower = LogFollower(log)
+    assert follower.new_lines() == []  # no log yet
+    log.write_text("one\ntwo\nthr")
+    assert follower.new_lines() == ["one", "two"]
+    with log.open("a") as f:
+        f.write("ee\n")
+    assert follower.new_lines() == ["three"]
+    with log.open("a") as f:
+        f.write("unfinished")
+    assert follower.new_lines() == []  # a line still being written waits
+    replacement = tmp_path / "other.log"
+    replacement.write_text("".join(f"new {n}\n" for n in range(100)))  # longer than the old file
+    replacement.replace(log)
+    assert follower.new_lines() == ["unfinished", *(f"new {n}" for n in range(100))]

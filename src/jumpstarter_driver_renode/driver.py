@@ -24,7 +24,7 @@ from .gpio import RenodeButton, RenodeLed
 from .instance import BoardSpec, Firmware, HubSpec, MachineSpec
 from .lifecycle import Target
 from .netns import GDB_PORT_IN_NAMESPACE
-from .process import tail
+from .process import LogFollower, tail
 from .uart import DEFAULT_BACKLOG, UartChannel
 
 MAIN_CONSOLE = "console"
@@ -391,21 +391,9 @@ class Renode(MachineCalls, Driver):
     @export
     async def follow_log(self) -> AsyncGenerator[str, None]:
         """Stream the Renode log: the lines so far, then new lines as Renode writes them."""
-        path = self.workdir / "renode.log"
-        position = 0
-        pending = ""
+        follower = LogFollower(self.workdir / "renode.log")
         while True:
-            try:
-                with path.open("r", errors="replace") as f:
-                    if f.seek(0, 2) < position:  # rotated by a new power-on: start over
-                        position = 0
-                    f.seek(position)
-                    pending += f.read()
-                    position = f.tell()
-            except FileNotFoundError:
-                pass
-            *complete, pending = pending.split("\n")
-            for line in complete:
+            for line in follower.new_lines():
                 yield line
             await anyio.sleep(0.2)  # a file has no change notification we can rely on everywhere
 

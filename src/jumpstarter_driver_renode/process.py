@@ -135,6 +135,35 @@ def tail(path: Path, lines: int) -> list[str]:
         return []
 
 
+@dataclass
+class LogFollower:
+    """Reads what a log file gained since the last call. The file at the path may be replaced (a power-on
+    keeps the previous log under another name; a restore from the spare swaps log names): a new file is
+    read from its start."""
+
+    path: Path
+    _inode: int | None = None
+    _position: int = 0
+    _pending: str = ""
+
+    def new_lines(self) -> list[str]:
+        """The complete lines written since the last call (a line still being written waits)."""
+        try:
+            with self.path.open("r", errors="replace") as f:
+                status = os.fstat(f.fileno())
+                if status.st_ino != self._inode or status.st_size < self._position:
+                    self._inode, self._position = status.st_ino, 0
+                    if self._pending:  # the last line of the file that was replaced
+                        self._pending += "\n"
+                f.seek(self._position)
+                self._pending += f.read()
+                self._position = f.tell()
+        except FileNotFoundError:
+            pass
+        *complete, self._pending = self._pending.split("\n")
+        return complete
+
+
 class _StdinStream:
     """anyio-style send side over an asyncio StreamWriter."""
 
