@@ -1053,7 +1053,7 @@ def test_start_sleeps_100_ms(firmware, tmp_path):
 
 
 def test_reflection_and_threading_api(tmp_path):
-    """The .NET API slice machine.py and expect.py use: Monitor, Object, reflection."""
+    """The .NET API slice machine.py and expect.py use: Monitor, Object, reflection on non-public methods."""
     script = tmp_path / "api.py"
     script.write_text(
         "from System import Object\n"
@@ -1068,16 +1068,18 @@ def test_reflection_and_threading_api(tmp_path):
         "    except Exception as e:\n"
         "        print(type(e).__name__)\n"
         "    emulation = EmulationManager.Instance.CurrentEmulation\n"
-        "    kind, hidden = emulation.GetType(), BindingFlags.NonPublic | BindingFlags.Instance\n"
-        "    print(kind.GetMethod('InnerStartAll', hidden) is not None, kind.GetField('machLock', hidden) is not None)\n"
-        "    print(kind.GetMethod('InnerStartAll'), kind.GetMethod('NoSuch', hidden), kind.GetField('machLock'))\n"
-        "    print(kind.GetMethod('InnerStartAll', BindingFlags.NonPublic), kind.GetProperty('NoSuch'))\n"
-        "    started = kind.GetProperty('IsStarted')\n"
-        "    print(started.GetValue(emulation), started.GetSetMethod(), started.GetSetMethod(True) is not None)\n"
-        "    print(kind.GetMethod('PauseAll', BindingFlags.Public | BindingFlags.Instance).Invoke(emulation, None))\n"
-        "    register = monitor.GetType().GetMethod('RegisterResetCommand', hidden)\n"
+        "    kind, hidden = monitor.GetType(), BindingFlags.NonPublic | BindingFlags.Instance\n"
+        "    register = kind.GetMethod('RegisterResetCommand', hidden)\n"
+        "    print(register is not None, register.IsPrivate, len(register.GetParameters()))\n"
+        "    print(kind.GetMethod('RegisterResetCommand'), kind.GetMethod('NoSuch', hidden))\n"
+        "    print(kind.GetMethod('RegisterResetCommand', BindingFlags.NonPublic))\n"
+        "    print(emulation.GetType().GetMethod('PauseAll', BindingFlags.Public | BindingFlags.Instance).Invoke(emulation, None))\n"
         "    try:\n"
         "        register.Invoke(monitor, None)\n"
+        "    except Exception as e:\n"
+        "        print(type(e).__name__)\n"
+        "    try:\n"
+        "        register.Invoke(None, (None,))\n"
         "    except Exception as e:\n"
         "        print(type(e).__name__)\n"
     )
@@ -1089,12 +1091,12 @@ def test_reflection_and_threading_api(tmp_path):
         c.send(b"api\n")
         assert c.take(b"(monitor) ").decode().split("\r\r\n")[:-1] == [
             "api\n\rSynchronizationLockException",
-            "True True",
-            "None None None",
+            "True True 1",
             "None None",
-            "False None True",
+            "None",
             "None",
             "TargetParameterCountException",
+            "TargetException",
         ]
     finally:
         kill(c.proc)

@@ -7,9 +7,7 @@ stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTermi
 - infra `src/Emulator/Main/Core/EmulationManager.cs`: EmulationManager.Instance.CurrentEmulation
 - infra `src/Emulator/Main/Core/Emulation.cs`: IsStarted, StartAll (ending with Thread.Sleep(100)),
   PauseAll, RunFor, GetStartedStateChangedEvent(requiredStartedState, waitForTransition=True) (an
-  AutoResetEvent set when IsStarted becomes the required state), ExternalsManager, MasterTimeSource
-  (Start, Stop), and by reflection the private members StartAll uses: field machLock, method
-  InnerStartAll, IsStarted's private setter (raising IsStartedChanged)
+  AutoResetEvent set when IsStarted becomes the required state), ExternalsManager
 - infra `src/Emulator/Extensions/UserInterface/Monitor.cs` (`monitor`): Machine, and by reflection the
   private RegisterResetCommand(IMachine) (the monitor's reset handler, which runs the `reset` macro)
 - infra `src/Emulator/Main/Core/ExternalsManager.cs`: Externals, TryGetName(external) -> (found, name)
@@ -30,9 +28,8 @@ stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTermi
 - infra `src/Emulator/Main/Time/TimeInterval.cs`: nanosecond ticks, From*/Total*, ToString
 - System.Action / Action[T] delegates, System.Object (a lock), System.Threading ManualResetEvent /
   AutoResetEvent / Monitor.Enter, Exit (a re-entrant lock per object)
-- System.Reflection: BindingFlags; Type.GetMethod / GetField / GetProperty (None when absent),
-  MethodInfo.Invoke(target, args or None) (what the member throws arrives as a
-  TargetInvocationException), FieldInfo.GetValue, PropertyInfo.GetSetMethod(nonPublic).
+- System.Reflection: BindingFlags; Type.GetMethod (None when absent), MethodInfo.Invoke(target, args
+  or None) (what the member throws arrives as a TargetInvocationException).
 
 The facades keep one object per stand-in object, so `is` works as it does on .NET references
 (expect.py compares machines with `is`). When and on which thread events fire is machines.py's part.
@@ -390,56 +387,6 @@ class MethodInfo:
     __str__ = __repr__ = ToString
 
 
-class FieldInfo:
-    def __init__(self, name, getter, public):
-        self.Name, self._getter = name, getter
-        self.IsPublic, self.IsPrivate = public, not public
-        self.IsStatic = False
-
-    def GetValue(self, target):
-        if target is None:
-            raise TargetException("Non-static field requires a target.")
-        return self._getter(target)
-
-    def ToString(self):
-        return self.Name
-
-    __str__ = __repr__ = ToString
-
-
-class PropertyInfo:
-    """A property: a public getter; the setter public, private (set_public False) or absent (None)."""
-
-    def __init__(self, name, getter, setter=None, set_public=True):
-        self.Name, self._getter, self._setter, self._set_public = name, getter, setter, set_public
-        self.CanRead, self.CanWrite = True, setter is not None
-
-    def GetValue(self, target, index=None):
-        if target is None:
-            raise TargetException("Non-static method requires a target.")
-        return self._getter(target)
-
-    def SetValue(self, target, value, index=None):
-        # .NET looks for the setter with nonPublic true: a private one is called too
-        setter = self.GetSetMethod(True)
-        if setter is None:
-            raise Exception("Property set method not found.")
-        setter.Invoke(target, (value,))
-
-    def GetGetMethod(self, nonPublic=False):
-        return MethodInfo("get_" + self.Name, self._getter, 0, True)
-
-    def GetSetMethod(self, nonPublic=False):
-        if self._setter is None or not (self._set_public or nonPublic):
-            return None
-        return MethodInfo("set_" + self.Name, self._setter, 1, self._set_public)
-
-    def ToString(self):
-        return self.Name
-
-    __str__ = __repr__ = ToString
-
-
 def _public_members(cls):
     """A facade's public .NET members are its Python attributes that do not start with `_`."""
     members = {}
@@ -524,13 +471,11 @@ def facade(obj, factory):
 
 
 class Type:
-    """System.Type, as far as GetType() is used: Name, FullName, Namespace, and reflection over the members
-    of the facade class it describes (GetMethod / GetField / GetProperty, None when absent).
+    """System.Type, as far as GetType() is used: Name, FullName, Namespace, and GetMethod over the methods
+    of the facade class it describes (None when absent).
 
-    Public members are the facade's own attributes (methods and properties); the non-public ones the
-    driver reaches are declared in the facade class's `_nonpublic` = {"methods": {name: (function,
-    parameter count)}, "fields": {name: getter}, "setters": {property name: setter}} (a private setter
-    of a public property)."""
+    Public methods are the facade's own; the non-public ones the driver reaches are declared in the
+    facade class's `_nonpublic` = {"methods": {name: (function, parameter count)}}."""
 
     def __init__(self, full_name, cls=None):
         self.FullName = full_name
@@ -550,22 +495,6 @@ class Type:
         if hidden is not None and _binds(flags, False):
             return MethodInfo(name, hidden[0], hidden[1], False)
         return None
-
-    def GetField(self, name, flags=DEFAULT_LOOKUP):
-        hidden = self._nonpublic("fields").get(name)
-        if hidden is not None and _binds(flags, False):
-            return FieldInfo(name, hidden, False)
-        return None
-
-    def GetProperty(self, name, flags=DEFAULT_LOOKUP):
-        member = (_public_members(self._cls) if self._cls else {}).get(name)
-        if not isinstance(member, property) or not _binds(flags, True):
-            return None
-        private = self._nonpublic("setters").get(name)
-        if private is not None:
-            return PropertyInfo(name, member.fget, private, set_public=False)
-        writable = member.fset is not None and not getattr(member.fset, "read_only", False)
-        return PropertyInfo(name, member.fget, member.fset if writable else None)
 
     def Equals(self, other):
         return isinstance(other, Type) and other.FullName == self.FullName
@@ -895,32 +824,6 @@ class ExternalsManager:
         emu.external_names.append(name)
 
 
-class MasterTimeSource:
-    """infra Time/MasterTimeSource.cs: the emulation's time source, as far as Start / Stop."""
-
-    def __init__(self, emu):
-        self._emu = emu
-
-    def Start(self):
-        self._emu.start_time_source()
-
-    def Stop(self):
-        self._emu.stop_time_source()
-
-    def GetType(self):
-        return Type("Antmicro.Renode.Time.MasterTimeSource", type(self))
-
-
-def _emulation_lock(emu):
-    """Emulation.machLock (private, readonly): the lock StartAll / PauseAll hold; Monitor.Enter on it
-    takes the stand-in emulation's own lock (an RLock, re-entrant as .NET's monitors)."""
-    lock = getattr(emu, "_mach_lock", None)
-    if lock is None:
-        lock = emu._mach_lock = Object()
-        lock._monitor_lock = emu.lock
-    return lock
-
-
 class EmulationFacade:
     def __init__(self, emu):
         self._emu = emu
@@ -950,26 +853,8 @@ class EmulationFacade:
     def Machines(self):
         return [facade(m, MachineFacade) for m in list(self._emu.machines.values())]
 
-    @property
-    def MasterTimeSource(self):
-        return _time_source(self._emu)
-
     def GetType(self):
         return Type("Antmicro.Renode.Core.Emulation", type(self))
-
-    # infra Emulation.cs: what StartAll does under machLock, reached by reflection (machine.py)
-    _nonpublic = {
-        "fields": {"machLock": lambda self: _emulation_lock(self._emu)},
-        "methods": {"InnerStartAll": (lambda self: self._emu.inner_start_all(), 0)},
-        "setters": {"IsStarted": lambda self, value: self._emu.set_started(bool(value))},
-    }
-
-
-def _time_source(emu):
-    source = getattr(emu, "_time_source", None)
-    if source is None:
-        source = emu._time_source = MasterTimeSource(emu)
-    return source
 
 
 class EmulationManager:
