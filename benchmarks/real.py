@@ -102,6 +102,7 @@ def _reset_and_restore(side: Side, client, driver, results: dict, label: str) ->
         results[f"reset() to the boot banner{label}"] = not_run("no reset() in 0.9.0")
         results[f"restore_snapshot{label}"] = not_run("no snapshots in 0.9.0")
         results[f"restore_snapshot, back to back{label}"] = not_run("no snapshots in 0.9.0")
+        results[f"restore_snapshot, paused board{label}"] = not_run("no snapshots in 0.9.0")
         results[f"expect_output: wait for the next 100 ms tick, paused machine{label}"] = not_run(
             "no virtual-time waits in 0.9.0"
         )
@@ -122,6 +123,13 @@ def _reset_and_restore(side: Side, client, driver, results: dict, label: str) ->
         results[f"restore_snapshot{label}"] = summary(ms(restores), "ms")
         restores = [_timed(client.restore_snapshot, "booted") for _ in range(ROUNDS)]
         results[f"restore_snapshot, back to back{label}"] = summary(ms(restores), "ms")
+        client.pause()  # as the pytest plugin restores before each test
+        restores = []
+        for _ in range(ROUNDS):
+            settle(side, driver)
+            restores.append(_timed(client.restore_snapshot, "booted"))
+        results[f"restore_snapshot, paused board{label}"] = summary(ms(restores), "ms")
+        client.resume()
         console.send(b"after restore\r")
         console.expect(b"echo: after restore", timeout=60)
         _expect_waits(client, console, results, label)
