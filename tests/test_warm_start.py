@@ -252,3 +252,22 @@ def test_close_right_after_a_swap_leaves_nothing(backend, firmware):
         wait_for_snapshot_spare(driver, backend, "s")
         client.restore_snapshot("s")
     assert no_renode_left()
+
+
+def test_a_reset_after_a_swap_boots_the_image_flashed_last(backend, firmware):
+    """The spare loaded the snapshot before a re-flash; its reset macro must load the image flashed since
+    (as an in-place restore's does): the snapshot brings back memory, not which image the board has."""
+    fw, new = firmware(), firmware(build_id="second")
+    with target(backend, autostart=False) as (client, driver):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.expect_output(fw.banner.decode(), timeout=1)
+        client.save_snapshot("s")
+        spare = wait_for_snapshot_spare(driver, backend, "s")
+        client.flasher.flash(new.elf)
+        client.expect_output(new.banner.decode(), timeout=1)
+        client.restore_snapshot("s")
+        assert driver.target.pid == spare
+        client.reset_machine()
+        client.expect_output(new.banner.decode(), timeout=1)
+    assert no_renode_left()
