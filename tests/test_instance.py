@@ -192,13 +192,13 @@ async def test_restore_loads_without_the_ptys_and_keeps_the_run_state(make, tmp_
         "connector Disconnect sysbus.usart3 term_debug",
         'jumpstarter_park "term_debug"',
         f"Load @{snapshot}",
-        'mach set "m0"',
-        "jumpstarter_rearm_reset",
-        f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
         'jumpstarter_unpark "term_console"',
+        'mach set "m0"',
         "connector Connect sysbus.usart2 term_console",
         'jumpstarter_unpark "term_debug"',
         "connector Connect sysbus.usart3 term_debug",
+        "jumpstarter_rearm_reset",
+        f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         'jumpstarter_watch "sysbus.usart3" "term_debug"',
         "start",
@@ -252,3 +252,37 @@ async def test_a_spare_stopping_leaves_the_running_instance_s_channels_alone(mak
     await spare.stop()
     spare.kill()
     assert all(channel.attached for channel in running.channels.values())
+
+
+async def test_a_save_that_fails_halfway_puts_every_terminal_back_and_resumes(make, tmp_path):
+    """One terminal parked, the next one's disconnect refused (say, someone disconnected it by hand):
+    the parked one comes back connected, the watches are hooked again and the board runs on."""
+    elf = Firmware(tmp_path / "fw.elf", "elf")
+    instance = make(elf, uarts={"console": "sysbus.usart2", "debug": "sysbus.usart3"})
+    await instance._prepare()
+    await instance._finish()
+    instance.monitor.sent.clear()
+    answer = instance.monitor.execute
+
+    async def refuse_second_disconnect(command: str, timeout: float | None = None) -> str:
+        if command == "connector Disconnect sysbus.usart3 term_debug":
+            instance.monitor.sent.append(command)
+            raise RenodeCommandError(command, "not connected")
+        return await answer(command, timeout)
+
+    instance.monitor.execute = refuse_second_disconnect
+    with pytest.raises(RenodeCommandError, match="not connected"):
+        await instance.save(tmp_path / "s.save")
+    assert instance.monitor.sent == [
+        "pause",
+        "jumpstarter_unhook",
+        "connector Disconnect sysbus.usart2 term_console",
+        'jumpstarter_park "term_console"',
+        "connector Disconnect sysbus.usart3 term_debug",
+        'jumpstarter_unpark "term_console"',
+        "connector Connect sysbus.usart2 term_console",
+        "jumpstarter_hook",
+        "start",
+    ]
+    assert instance.running
+    assert not (tmp_path / "s.save").exists()

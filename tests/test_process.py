@@ -324,21 +324,29 @@ async def test_check_version_of_an_unrunnable_executable_raises_start_error(tmp_
         await check_version(str(path), 5)
 
 
-def test_log_follower_reads_new_lines_and_starts_over_on_a_new_file(tmp_path):
-    """`follow_log`: a power-on or a restore from the spare puts another Renode's log at the same path,
-    maybe longer than what was read of the old one; the new file is read from its start."""
-    log = tmp_path / "renode.log"
+def test_log_follower_reads_each_file_to_its_end_once(tmp_path):
+    """`follow_log`: a power-on or a restore from the spare gives the log's name to another file, and a
+    second restore gives it back. Every line is read once: the file losing the name to its end, each
+    file from where it was left."""
+    log, other = tmp_path / "renode.log", tmp_path / "spare.log"
     follower = LogFollower(log)
     assert follower.new_lines() == []  # no log yet
     log.write_text("one\ntwo\nthr")
     assert follower.new_lines() == ["one", "two"]
     with log.open("a") as f:
-        f.write("ee\n")
-    assert follower.new_lines() == ["three"]
+        f.write("ee\nfour\nunfinish")
+    other.write_text("".join(f"spare {n}\n" for n in range(100)))  # longer than the first file
+    swap = tmp_path / "swap"
+    log.replace(swap)
+    other.replace(log)
+    swap.replace(other)
+    assert follower.new_lines() == ["three", "four", "unfinish", *(f"spare {n}" for n in range(100))]
+    with other.open("a") as f:
+        f.write("five\n")
     with log.open("a") as f:
-        f.write("unfinished")
-    assert follower.new_lines() == []  # a line still being written waits
-    replacement = tmp_path / "other.log"
-    replacement.write_text("".join(f"new {n}\n" for n in range(100)))  # longer than the old file
-    replacement.replace(log)
-    assert follower.new_lines() == ["unfinished", *(f"new {n}" for n in range(100))]
+        f.write("spare 100\n")
+    log.replace(swap)
+    other.replace(log)
+    swap.replace(other)
+    assert follower.new_lines() == ["spare 100", "five"]
+    follower.close()

@@ -119,3 +119,23 @@ async def test_bytes_a_console_had_not_read_go_to_the_next_console():
     finally:
         channel.detach()
         pty.close()
+
+
+@pytest.mark.anyio
+async def test_drain_gives_up_on_a_console_that_does_not_read():
+    """A restore drains the UARTs under the target's lock: a console that stopped reading (its stream
+    full, the reader held back) must not keep the restore, and every later call, waiting forever."""
+    pty = FakeRenodePty()
+    channel = UartChannel("console")
+    try:
+        channel.attach(pty.path)
+        async with channel.subscribe() as idle:
+            for n in range(300):  # more writes than the console's stream holds
+                os.write(pty.master, b"line %d\n" % n)
+                await anyio.sleep(0.002)  # one delivery each
+            await eventually(lambda: idle.sub.send.statistics().current_buffer_used == 256)
+            with anyio.fail_after(3):
+                await channel.drain(limit=0.5)
+    finally:
+        channel.detach()
+        pty.close()

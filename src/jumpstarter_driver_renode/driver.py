@@ -392,10 +392,13 @@ class Renode(MachineCalls, Driver):
     async def follow_log(self) -> AsyncGenerator[str, None]:
         """Stream the Renode log: the lines so far, then new lines as Renode writes them."""
         follower = LogFollower(self.workdir / "renode.log")
-        while True:
-            for line in follower.new_lines():
-                yield line
-            await anyio.sleep(0.2)  # a file has no change notification we can rely on everywhere
+        try:
+            while True:
+                for line in follower.new_lines():
+                    yield line
+                await anyio.sleep(0.2)  # a file has no change notification we can rely on everywhere
+        finally:
+            follower.close()
 
     def close(self):
         self._target.kill()  # close() runs on the event loop thread: no waiting here

@@ -10,8 +10,10 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import os
 import re
 import shutil
+import termios
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -523,15 +525,16 @@ class RenodeInstance:
         if was_running:
             await self.pause()  # no output may fall between disconnecting the terminals and the save
         partial = path.with_name(path.name + ".partial")
-        await self.monitor.execute("jumpstarter_unhook")
-        await self._park_terminals()
+        parked: list[tuple[Uart, bool]] = []
         try:
+            await self.monitor.execute("jumpstarter_unhook")
+            await self._park_terminals(parked)
             await self.monitor.execute(commands.save_snapshot(partial), timeout=self.spec.startup_timeout)
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)
             with anyio.CancelScope(shield=True):
-                await self._unpark_terminals()
+                await self._unpark_terminals(parked)
                 await self.monitor.execute("jumpstarter_hook")
                 if was_running:
                     await self.resume()
@@ -551,7 +554,23 @@ class RenodeInstance:
     async def load_as_spare(self, path: Path, firmware: dict[str, Firmware]) -> None:
         """Make this Renode (read by no channel) hold snapshot `path`, paused, to take over at its restore."""
         self.firmware = dict(firmware)
+        self._discard_unread()
         await self._stop_on_failure(self._load_snapshot(path))
+
+    def _discard_unread(self) -> None:
+        """Empty this process's PTYs: a Renode a restore replaced may hold output no channel took (its
+        consoles did not read in time); it must not reach a console when this Renode runs the board again."""
+        for link in self.links.values():
+            try:
+                fd = os.open(link, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                termios.tcflush(fd, termios.TCIFLUSH)
+            except termios.error:
+                pass
+            finally:
+                os.close(fd)
 
     async def _load_snapshot(self, path: Path) -> None:
         """Replace the emulation with a snapshot's, paused, and wire this process's terminals to it.
@@ -563,15 +582,17 @@ class RenodeInstance:
         if self.running:
             await self.pause()
         await self.drain_channels()  # what the replaced run printed is delivered before the new run's
-        await self.monitor.execute("jumpstarter_unhook")  # the watches of the replaced machines
-        await self._park_terminals()
+        parked: list[tuple[Uart, bool]] = []
         try:
+            await self.monitor.execute("jumpstarter_unhook")  # the watches of the replaced machines
+            await self._park_terminals(parked)
             await self.monitor.execute(commands.load_snapshot(path), timeout=self.spec.startup_timeout)
-        except BaseException:
+        except BaseException:  # the emulation is still the old one: its terminals and watches come back
             with anyio.CancelScope(shield=True):
-                await self._unpark_terminals()
+                await self._unpark_terminals(parked)
                 await self.monitor.execute("jumpstarter_hook")
             raise
+        await self._unpark_terminals(parked)
         for machine in self.spec.machines:
             if "unavailable" in await self.on(machine.name, "jumpstarter_rearm_reset"):
                 logger.warning(
@@ -579,7 +600,6 @@ class RenodeInstance:
                 )
             if machine.name in self.firmware:
                 await self.on(machine.name, commands.reset_macro(await self._load_line(machine.name)))
-        await self._unpark_terminals()
         for machine in self.spec.gdb.values():
             await self.on(machine.name, commands.start_gdb_server(machine.gdb_port))
         await self._watch_uarts()
@@ -587,15 +607,28 @@ class RenodeInstance:
             self._detach_channels()
             self._attach_channels(fresh=False)
 
-    async def _park_terminals(self) -> None:
+    async def _park_terminals(self, done: list[tuple[Uart, bool]]) -> None:
+        """Disconnect each terminal and take it out of the emulation; `done` says how far each one got."""
         for uart in self.spec.uarts:
             await self.on(uart.machine, commands.disconnect_uart(uart.peripheral, uart.terminal))
+            done.append((uart, False))
             await self.monitor.execute(commands.park_terminal(uart.terminal))
+            done[-1] = (uart, True)
 
-    async def _unpark_terminals(self) -> None:
-        for uart in self.spec.uarts:
-            await self.monitor.execute(commands.unpark_terminal(uart.terminal))
-            await self.on(uart.machine, commands.connect_uart(uart.peripheral, uart.terminal))
+    async def _unpark_terminals(self, done: list[tuple[Uart, bool]]) -> None:
+        """Undo `_park_terminals` as far as it got, in whichever emulation is current: every terminal is
+        tried, and the first failure is raised after."""
+        failure: RenodeError | None = None
+        for uart, parked in done:
+            try:
+                if parked:
+                    await self.monitor.execute(commands.unpark_terminal(uart.terminal))
+                await self.on(uart.machine, commands.connect_uart(uart.peripheral, uart.terminal))
+            except RenodeError as exc:
+                failure = failure or exc
+        done.clear()
+        if failure is not None:
+            raise failure
 
     async def drain_channels(self) -> None:
         """Deliver what the UARTs printed and the channels have not read yet (this process's PTYs)."""
@@ -619,8 +652,12 @@ class RenodeInstance:
             await self.pause()
         await self.drain_channels()
         self._detach_channels()
+        try:
+            successor._attach_channels(fresh=False)
+        except BaseException:  # e.g. its PTY link is gone: the consoles stay with this Renode
+            self._attach_channels(fresh=False)
+            raise
         _swap_logs(self, successor)
-        successor._attach_channels(fresh=False)
 
     async def _load(self, machine: str, firmware: Firmware) -> None:
         await self.on(machine, firmware.load_command(), timeout=self.spec.startup_timeout)

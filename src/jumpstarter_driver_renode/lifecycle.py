@@ -282,8 +282,9 @@ class Target:
         """Save a snapshot; the spare then follows it."""
         async with self.instance("save a snapshot") as instance:
             with anyio.CancelScope(shield=True):
-                await instance.save(path)
+                # Before: a save that fails after replacing the file must not leave the spare matching it.
                 self._versions[path] = self._versions.get(path, 0) + 1
+                await instance.save(path)
                 self._follow(path)
 
     async def restore(self, path: Path) -> None:
@@ -300,6 +301,8 @@ class Target:
                     await instance.hand_over(spare)
                 except BaseException:
                     spare.kill()
+                    if was_running and instance.healthy:
+                        await instance.resume()  # the board goes on as it was
                     raise
                 self._instance = spare
                 self._follow(path, retired=instance)

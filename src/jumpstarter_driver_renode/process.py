@@ -20,8 +20,9 @@ import signal
 import subprocess
 import sys
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 
@@ -137,31 +138,46 @@ def tail(path: Path, lines: int) -> list[str]:
 
 @dataclass
 class LogFollower:
-    """Reads what a log file gained since the last call. The file at the path may be replaced (a power-on
-    keeps the previous log under another name; a restore from the spare swaps log names): a new file is
-    read from its start."""
+    """Reads what a log gained since the last call. Another file may take the log's name (a power-on keeps
+    the previous log under another name; a restore from the spare swaps two processes' log names): the
+    file that lost the name is read to its end first, and each file goes on from where it was left."""
 
     path: Path
-    _inode: int | None = None
-    _position: int = 0
-    _pending: str = ""
+    _file: BinaryIO | None = None
+    _positions: dict[int, int] = field(default_factory=dict)  # inode -> bytes read of that file
+    _pending: bytes = b""
 
     def new_lines(self) -> list[str]:
         """The complete lines written since the last call (a line still being written waits)."""
         try:
-            with self.path.open("r", errors="replace") as f:
-                status = os.fstat(f.fileno())
-                if status.st_ino != self._inode or status.st_size < self._position:
-                    self._inode, self._position = status.st_ino, 0
-                    if self._pending:  # the last line of the file that was replaced
-                        self._pending += "\n"
-                f.seek(self._position)
-                self._pending += f.read()
-                self._position = f.tell()
+            named = os.stat(self.path).st_ino
         except FileNotFoundError:
-            pass
-        *complete, self._pending = self._pending.split("\n")
-        return complete
+            named = None
+        if self._file is not None:
+            self._pending += self._file.read()
+            inode = os.fstat(self._file.fileno()).st_ino
+            if inode != named:
+                self._positions[inode] = self._file.tell()
+                self.close()
+                if self._pending and not self._pending.endswith(b"\n"):
+                    self._pending += b"\n"  # its last line, unfinished
+        if self._file is None and named is not None:
+            try:
+                self._file = self.path.open("rb")
+            except FileNotFoundError:
+                return self._complete()
+            self._file.seek(self._positions.get(os.fstat(self._file.fileno()).st_ino, 0))
+            self._pending += self._file.read()
+        return self._complete()
+
+    def _complete(self) -> list[str]:
+        *complete, self._pending = self._pending.split(b"\n")
+        return [line.decode(errors="replace") for line in complete]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class _StdinStream:

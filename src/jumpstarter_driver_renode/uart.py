@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_BACKLOG = 1024 * 1024  # bytes kept for the next console; older bytes are dropped first
 HISTORY = 64 * 1024  # the last bytes printed, whoever read them: for failure reports
 _READ_SIZE = 65536
+DRAIN_LIMIT = 2.0  # seconds a restore waits for the consoles to take the last output
 _BATCH = 65536  # one delivery (one gRPC message) carries up to this much: a PTY read gives ~4 KiB
 
 
@@ -145,19 +146,23 @@ class UartChannel:
             if not attachment.closed:  # ended by itself (Renode closed the PTY): the fd is still ours
                 attachment.loop.remove_reader(fd)
 
-    async def drain(self) -> None:
+    async def drain(self, limit: float = DRAIN_LIMIT) -> None:
         """Deliver everything the PTY holds now, in order with the reader: Renode is paused and its
-        run (or process) is about to be replaced, so these are the last bytes it printed."""
+        run (or process) is about to be replaced, so these are the last bytes it printed. Bounded: a
+        console that does not read holds the reader back, and the caller waits for nobody."""
         attachment = self._attachment
         if attachment is None:
             return
-        async with self._reading:
-            while not attachment.closed:
-                data, closed = self._read_available(attachment.fd)
-                if data:
-                    await self._deliver(data)
-                if closed or not data:
-                    return
+        with anyio.move_on_after(limit) as scope:
+            async with self._reading:
+                while not attachment.closed:
+                    data, closed = self._read_available(attachment.fd)
+                    if data:
+                        await self._deliver(data)
+                    if closed or not data:
+                        return
+        if scope.cancelled_caught:
+            self.log.warning("UART %s: a console is not reading; output not yet delivered may be lost", self.name)
 
     def _read_available(self, fd: int) -> tuple[bytes, bool]:
         """Everything the PTY holds right now (up to _BATCH), and whether Renode closed its side."""
