@@ -293,8 +293,6 @@ class RenodeProcess:
         return False
 
     def _signal_group(self, sig: int) -> None:
-        if self.process.returncode is not None:
-            return  # reaped: its process group id may belong to another process by now
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, sig)
 
