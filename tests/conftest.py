@@ -200,20 +200,25 @@ def no_renode_left(timeout: float = 5.0, spare_of: Renode | None = None) -> bool
     """Whether every Renode of this run is gone within `timeout`: close() kills without waiting (it runs on
     the event loop), and a big Mono process takes a moment to exit after SIGKILL.
 
-    `spare_of`: a target still in use may keep its warm spare (a prepared Renode that never ran anything).
+    `spare_of`: a target still in use may keep its warm spares (Renodes that serve no board).
     """
     deadline = time.monotonic() + timeout
-    while [pid for pid in renode_processes() if not _in_group(pid, spare_of.target.spare_pid if spare_of else None)]:
+    while [pid for pid in renode_processes() if not _in_group(pid, spare_groups(spare_of))]:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)  # polling /proc: a process's exit has no notification we can wait on here
     return True
 
 
-def _in_group(pid: int, group: int | None) -> bool:
-    """Whether `pid` belongs to process group `group` (a Renode and the helpers it runs with, e.g. a GDB relay)."""
+def spare_groups(driver: Renode | None) -> set[int]:
+    """The process groups of a target's live spares (a Renode and the helpers it runs with)."""
+    return set() if driver is None else {s.pid for s in driver.target.spares if s.pid is not None}
+
+
+def _in_group(pid: int, groups: set[int]) -> bool:
+    """Whether `pid` belongs to one of the process groups `groups` (a Renode and its helpers, e.g. a GDB relay)."""
     try:
-        return group is not None and os.getpgid(pid) == group
+        return os.getpgid(pid) in groups
     except ProcessLookupError:
         return True  # gone meanwhile
 

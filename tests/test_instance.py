@@ -6,6 +6,7 @@ tests prove the same sequences work on the stand-in and on real Renode.
 
 from __future__ import annotations
 
+import shutil
 import logging
 import os
 import re
@@ -110,7 +111,7 @@ def make(tmp_path):
     def build(firmware: Firmware | None = None, cortex_m: bool = True, **overrides) -> RenodeInstance:
         board = spec(**overrides)
         channels = {uart.key: UartChannel(uart.key) for uart in board.uarts}
-        files = ProcessFiles.new(tmp_path, "renode")
+        files = ProcessFiles.new(log=tmp_path / "renode.log")
         instance = RenodeInstance(
             board,
             tmp_path,
@@ -128,6 +129,7 @@ def make(tmp_path):
         for channel in instance.channels.values():
             channel.detach()
         instance.monitor.close()
+        shutil.rmtree(instance.files.dir, ignore_errors=True)
 
 
 async def test_boot_sequence(make, tmp_path):

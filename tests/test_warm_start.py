@@ -24,7 +24,16 @@ def wait_for_spare(driver, backend) -> int:
     return driver.target.spare_pid
 
 
-def test_power_on_takes_the_prepared_spare_and_prepares_the_next(backend, firmware):
+def wait_for_settled_spares(driver, backend) -> set[int]:
+    """The pids of the target's spares once none of them is on its way any more."""
+    deadline = time.monotonic() + backend.timeout(10, 60)
+    while driver.target.spare_preparing:
+        assert time.monotonic() < deadline, "the spares did not become ready"
+        time.sleep(0.01)  # spares are made ready on the event loop: poll for it
+    return {spare.pid for spare in driver.target.spares}
+
+
+def test_power_on_takes_the_prepared_spare_and_power_off_clears_the_board_for_the_next(backend, firmware):
     fw = firmware()
     with target(backend) as (client, driver):
         client.flasher.flash(fw.elf)  # a target in use gets its spare right away
@@ -38,16 +47,25 @@ def test_power_on_takes_the_prepared_spare_and_prepares_the_next(backend, firmwa
         assert next_spare != spare
         client.power.off()
         assert driver.target.state is TargetState.OFF
-        assert no_renode_left(spare_of=driver)  # only the next spare remains
+        # The board's Renode is cleared to serve the next power-on too: two spares, nothing else.
+        assert {s.pid for s in driver.target.spares} == {spare, next_spare}
+        assert no_renode_left(spare_of=driver)
+        assert wait_for_settled_spares(driver, backend) == {spare, next_spare}
         client.power.on()
-        assert driver.target.pid == next_spare
+        assert driver.target.pid in {spare, next_spare}
+        assert len(driver.target.spares) == 1  # at most two Renodes per target
+        with client.console.pexpect() as console:
+            expect_banner(console, fw, backend)
+            expect_echo(console, backend, b"warm again")
     assert no_renode_left()
 
 
-def test_a_power_cycle_leaves_nothing_of_the_previous_run(backend, firmware):
-    """Memory, UART bytes, virtual time, macros, the firmware's state: none of it survives off + on."""
+@pytest.mark.parametrize("path", ["board", "snapshot-spare", "cold"])
+def test_a_power_cycle_leaves_nothing_of_the_previous_run(backend, firmware, path):
+    """Memory, UART bytes, virtual time, macros, the firmware's state: none of it survives off + on, whichever
+    Renode serves the power-on: the board's own (cleared), the spare that held a snapshot (cleared), a new one."""
     fw = firmware()
-    with target(backend, allow_raw_monitor=True, autostart=False) as (client, driver):
+    with target(backend, allow_raw_monitor=True, autostart=False, warm_start=path != "cold") as (client, driver):
         client.flasher.flash(fw.elf)
         client.power.on()
         client.run_for(0.3)
@@ -58,9 +76,15 @@ def test_a_power_cycle_leaves_nothing_of_the_previous_run(backend, firmware):
             console.send(b"ticks on\r")
             run_until_output(client, console, rb"tick 2\r\n")  # the old run's firmware is ticking
         first_pid = driver.target.pid
+        snapshot_spare = wait_for_snapshot_spare(driver, backend, "old") if path != "cold" else None
         client.power.off()
+        if path != "cold":
+            wait_for_settled_spares(driver, backend)
+            os.kill(snapshot_spare if path == "board" else first_pid, signal.SIGKILL)  # leave one way only
         client.power.on()
-        assert driver.target.pid != first_pid
+        assert driver.target.pid == {"board": first_pid, "snapshot-spare": snapshot_spare}.get(path, driver.target.pid)
+        if path == "cold":
+            assert driver.target.pid != first_pid
         assert client.virtual_time() == 0.0
         assert client.monitor_cmd("sysbus ReadDoubleWord 0x20001000").strip() == "0x00000000"
         with pytest.raises(DriverError, match=r"No such variable: \$leftover"):
@@ -212,8 +236,9 @@ def test_a_killed_snapshot_spare_means_a_restore_in_place(backend, firmware):
     assert no_renode_left()
 
 
-def test_power_off_discards_the_snapshot_spare(backend, firmware):
-    """A spare that holds a snapshot never powers a board on: the next power-on is a fresh board."""
+def test_power_off_clears_the_snapshot_spare_and_the_next_power_on_is_warm(backend, firmware):
+    """A spare that holds a snapshot never powers a board on as it is: power off clears it (and the board's
+    Renode), so the next power-on is warm and a fresh board."""
     fw = firmware()
     with target(backend, autostart=False) as (client, driver):
         client.flasher.flash(fw.elf)
@@ -221,13 +246,14 @@ def test_power_off_discards_the_snapshot_spare(backend, firmware):
         client.run_for(0.3)
         client.save_snapshot("s")
         spare = wait_for_snapshot_spare(driver, backend, "s")
+        board = driver.target.pid
         client.power.off()
         assert driver.target.spare_snapshot is None
-        fresh = wait_for_spare(driver, backend)
-        assert fresh != spare
+        assert wait_for_settled_spares(driver, backend) == {spare, board}
         client.power.on()
-        assert driver.target.pid == fresh
+        assert driver.target.pid in {spare, board}
         assert client.virtual_time() == 0.0
+        client.expect_output(fw.banner.decode(), timeout=1)
     assert no_renode_left()
 
 

@@ -322,6 +322,7 @@ class Renode(MachineCalls, Driver):
             )
         commands.check_line(command)
         async with self._target.instance("run a monitor command") as instance:
+            instance.raw_used = True  # it may change what a Clear keeps: this Renode never serves another lease
             return await instance.execute(command)
 
     # -- virtual time ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import termios
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,33 +66,28 @@ def _last_line(message: str) -> str:
 
 
 def _swap_logs(retired: RenodeInstance, successor: RenodeInstance) -> None:
-    """The successor's log and stderr files take the retired process's names, and the other way round
-    (each process keeps writing to the file it opened)."""
-    names = {}
-    for attr in ("log", "stderr"):
-        mine, theirs = getattr(retired.files, attr), getattr(successor.files, attr)
-        scratch = mine.with_name(mine.name + ".swap")
-        for source, target in ((mine, scratch), (theirs, mine), (scratch, theirs)):
-            with contextlib.suppress(FileNotFoundError):
-                source.replace(target)
-        names[attr] = (theirs, mine)
-    retired.files = dataclasses.replace(retired.files, log=names["log"][0], stderr=names["stderr"][0])
-    successor.files = dataclasses.replace(successor.files, log=names["log"][1], stderr=names["stderr"][1])
-    retired.process.stderr_path = retired.files.stderr
-    successor.process.stderr_path = successor.files.stderr
+    """The successor's log takes the retired process's name, and the other way round (each process keeps
+    writing to the file it opened)."""
+    mine, theirs = retired.files.log, successor.files.log
+    scratch = mine.with_name(mine.name + ".swap")
+    for source, target in ((mine, scratch), (theirs, mine), (scratch, theirs)):
+        with contextlib.suppress(FileNotFoundError):
+            source.replace(target)
+    retired.files = dataclasses.replace(retired.files, log=theirs)
+    successor.files = dataclasses.replace(successor.files, log=mine)
+    retired.workdir, successor.workdir = None, retired.workdir
 
 
-def _keep_one_previous_log(workdir: Path) -> None:
-    """Each power-on writes a fresh renode.log; the previous run's stays as renode.previous.log.
-
-    (Renode itself would rotate an existing log to renode.log.N, one more file per power-on.)
-    """
+def _keep_one_previous_log(workdir: Path) -> Path:
+    """Each power-on writes a fresh renode.log; the previous run's stays as renode.previous.log. Returns
+    the path of the new log. (Renode itself would rotate an existing log to renode.log.N, one more file
+    per power-on.)"""
     for old in workdir.glob("renode.log.*"):
         old.unlink(missing_ok=True)
-    for name in ("renode.log", "renode.stderr"):
-        current = workdir / name
-        if current.exists():
-            current.replace(workdir / name.replace("renode.", "renode.previous.", 1))
+    current = workdir / "renode.log"
+    if current.exists():
+        current.replace(workdir / "renode.previous.log")
+    return current
 
 
 @dataclass(frozen=True)
@@ -124,40 +120,47 @@ _process_numbers = itertools.count(1)
 
 @dataclass(frozen=True)
 class ProcessFiles:
-    """One Renode process's files in the target's work dir.
-
-    Only one process is the target's Renode at a time (`renode.log`, `renode.stderr`); a warm spare
-    writes `spare.log` and `spare.stderr` until it takes over, when they are renamed (Renode keeps
-    writing to the same open files). Config files and GDB sockets are per process.
+    """One Renode process's own directory: its config, stderr, TMPDIR, PTY links and GDB sockets, and its
+    log until it serves a target (then the target's `renode.log`, renamed: Renode keeps writing to the
+    file it opened). The directory lives as long as the process, which may outlive the target that
+    started it (a spare, see spares.py), and is removed with it.
     """
 
-    config: Path
+    dir: Path
     log: Path
-    stderr: Path
     number: int = 0
 
     @classmethod
-    def new(cls, workdir: Path, role: str) -> ProcessFiles:
+    def new(cls, log: Path | None = None) -> ProcessFiles:
         number = next(_process_numbers)
-        return cls(
-            workdir / f"renode-{number}.config",
-            workdir / f"{role}.log",
-            workdir / f"{role}.stderr",
-            number,
-        )
+        folder = Path(tempfile.mkdtemp(prefix=f"jumpstarter-renode-p{number}-"))
+        return cls(folder, log or folder / "spare.log", number)
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "renode.config"
+
+    @property
+    def stderr(self) -> Path:
+        return self.dir / "renode.stderr"
+
+    @property
+    def own_log(self) -> Path:
+        """The log's name while the process serves no target."""
+        return self.dir / "spare.log"
 
     def gdb_socket(self, index: int) -> Path:
         """The Unix socket of the GDB relay of the `index`-th machine (short: socket paths are limited)."""
-        return self.config.parent / f"gdb-{self.number}.{index}.sock"
+        return self.dir / f"gdb-{index}.sock"
 
     @property
     def tmp(self) -> Path:
-        """The process's TMPDIR (Renode's temporary files): removed once the process is gone."""
-        return self.config.parent / f"tmp-{self.number}"
+        """The process's TMPDIR (Renode's temporary files)."""
+        return self.dir / "tmp"
 
     def uart_link(self, console: str) -> Path:
         """The PTY link of a console's terminal: per process, so a spare can wire its UARTs in advance."""
-        return self.config.parent / f"uart-{console}.{self.number}"
+        return self.dir / f"uart-{console}"
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,7 @@ class BoardSpec:
 @dataclass(eq=False)
 class RenodeInstance:
     spec: BoardSpec
-    workdir: Path
+    workdir: Path | None  # the target's directory while this Renode serves one (its log is renode.log there)
     process: RenodeProcess
     monitor: MonitorClient
     channels: dict[str, UartChannel]
@@ -254,6 +257,7 @@ class RenodeInstance:
     boot_cpus: dict[str, BootCpu] = field(default_factory=dict)  # machine -> found on its first BIN or HEX load
     files: ProcessFiles | None = None
     links: dict[str, Path] = field(default_factory=dict)  # channel key -> the PTY link its channel reads
+    raw_used: bool = False  # a raw monitor command ran here: what it changed outside the emulation may last
     _reading: bool = False  # whether the target's UART channels read this process's PTYs
 
     @property
@@ -284,9 +288,10 @@ class RenodeInstance:
         firmware: dict[str, Firmware],
         log: logging.Logger = logger,
     ) -> RenodeInstance:
-        """A cold power-on: a new Renode, prepared and finished at once."""
-        _keep_one_previous_log(workdir)
-        instance = await cls.prepare(spec, workdir, channels, log, ProcessFiles.new(workdir, "renode"))
+        """A cold power-on: a new Renode, prepared and finished at once (logging to renode.log from the start)."""
+        files = ProcessFiles.new(log=_keep_one_previous_log(workdir))
+        instance = await cls.prepare(spec, channels, log, files)
+        instance.workdir = workdir
         await instance.finish(firmware)
         return instance
 
@@ -294,7 +299,6 @@ class RenodeInstance:
     async def prepare(
         cls,
         spec: BoardSpec,
-        workdir: Path,
         channels: dict[str, UartChannel],
         log: logging.Logger,
         files: ProcessFiles,
@@ -304,18 +308,20 @@ class RenodeInstance:
 
         Nothing of the board runs yet and no UART is wired: a warm spare waits in this state.
         """
-        executable = resolve_renode(spec.renode_path)
-        version = await check_version(executable, spec.startup_timeout)
-        for stale in (files.log, files.stderr):
-            stale.unlink(missing_ok=True)
-        gdb = [(files.gdb_socket(i), machine.gdb_port) for i, machine in spec.gdb.items()]
-        process = await RenodeProcess.spawn(
-            executable, workdir, gdb, log, config_file=files.config, stderr_path=files.stderr, tmp_dir=files.tmp
-        )
+        try:
+            executable = resolve_renode(spec.renode_path)
+            version = await check_version(executable, spec.startup_timeout)
+            gdb = [(files.gdb_socket(i), machine.gdb_port) for i, machine in spec.gdb.items()]
+            process = await RenodeProcess.spawn(
+                executable, files.dir, gdb, log, config_file=files.config, stderr_path=files.stderr, tmp_dir=files.tmp
+            )
+        except BaseException:
+            shutil.rmtree(files.dir, ignore_errors=True)
+            raise
         on_spawn(process)
         self = cls(
             spec,
-            workdir,
+            None,
             process,
             MonitorClient(
                 process.stdin,
@@ -346,11 +352,15 @@ class RenodeInstance:
             raise
 
     async def _prepare(self) -> None:
-        spec = self.spec
         try:
-            await self.monitor.wait_ready(spec.startup_timeout)
+            await self.monitor.wait_ready(self.spec.startup_timeout)
         except RenodeError as exc:
             raise RenodeStartError(f"Renode did not start: {exc}") from exc
+        await self._build()
+
+    async def _build(self) -> None:
+        """Everything of a spare after Renode's start: log, machines, terminals, hubs, helpers, checks."""
+        spec = self.spec
         await self.monitor.execute(commands.log_file(self.log_path))
         if spec.log_level:
             await self.monitor.execute(commands.log_level(spec.log_level))
@@ -381,14 +391,30 @@ class RenodeInstance:
         if spec.autostart:
             await self.resume()
 
-    def take_over(self) -> None:
-        """A warm spare becomes the target's Renode: its log and stderr become renode.log/renode.stderr."""
-        _keep_one_previous_log(self.workdir)
-        log, stderr = self.workdir / "renode.log", self.workdir / "renode.stderr"
-        self.files.log.replace(log)
-        self.files.stderr.replace(stderr)
-        self.files = dataclasses.replace(self.files, log=log, stderr=stderr)
-        self.process.stderr_path = stderr
+    def take_over(self, workdir: Path, channels: dict[str, UartChannel], log: logging.Logger) -> None:
+        """A spare becomes a target's Renode: its log becomes renode.log in the target's directory, and the
+        target's channels and logger are its own from now on (a spare may come from another lease)."""
+        renode_log = _keep_one_previous_log(workdir)
+        self.files.log.replace(renode_log)
+        self.files = dataclasses.replace(self.files, log=renode_log)
+        self.workdir, self.channels = workdir, channels
+        self.process.log = self.monitor.log = log
+
+    async def recycle(self) -> None:
+        """Make this Renode, which served a board, a spare again: `Clear` gives a new emulation (machines,
+        memory, terminals, hubs, GDB servers and virtual time go with the old one; the monitor forgets its
+        variables and macros: infra Monitor.cs EmulationChanged), then it is built as a new spare is. Its
+        log continues in a new file; the helpers are loaded again, which resets their state.
+        """
+        self.detach_channels()
+        await self._stop_on_failure(self._recycle())
+
+    async def _recycle(self) -> None:
+        await self.monitor.execute("Clear", timeout=self.spec.startup_timeout)
+        self.running, self.firmware, self.renode_names, self.boot_cpus, self.links = False, {}, {}, {}, {}
+        self.files.own_log.unlink(missing_ok=True)
+        self.files, self.workdir = dataclasses.replace(self.files, log=self.files.own_log), None
+        await self._build()
 
     async def _create_machine(self, machine: MachineSpec) -> None:
         """A machine from its platform file, or whatever its script creates and selects."""
@@ -604,7 +630,7 @@ class RenodeInstance:
             await self.on(machine.name, commands.start_gdb_server(machine.gdb_port))
         await self._watch_uarts()
         if self._reading:  # the same PTYs: the channels only start counting and recording afresh
-            self._detach_channels()
+            self.detach_channels()
             self._attach_channels(fresh=False)
 
     async def _park_terminals(self, done: list[tuple[Uart, bool]]) -> None:
@@ -651,7 +677,9 @@ class RenodeInstance:
         if self.running:
             await self.pause()
         await self.drain_channels()
-        self._detach_channels()
+        self.detach_channels()
+        successor.channels = self.channels
+        successor.process.log = successor.monitor.log = self.monitor.log
         try:
             successor._attach_channels(fresh=False)
         except BaseException:  # e.g. its PTY link is gone: the consoles stay with this Renode
@@ -731,7 +759,7 @@ class RenodeInstance:
             parts.append("Renode log tail:\n  " + "\n  ".join(log))
         return "; ".join(parts)
 
-    def _detach_channels(self) -> None:
+    def detach_channels(self) -> None:
         """Stop reading the UARTs, if this process is the one they read (a spare never is)."""
         if self._reading:
             for uart in self.spec.uarts:
@@ -739,11 +767,8 @@ class RenodeInstance:
             self._reading = False
 
     def _detach(self) -> None:
-        self._detach_channels()
-        for index in self.spec.gdb:
-            self.files.gdb_socket(index).unlink(missing_ok=True)
-        self.files.config.unlink(missing_ok=True)
-        for link in self.links.values():
+        self.detach_channels()
+        for link in self.links.values():  # Renode's own links, if it did not remove them: never left behind
             with contextlib.suppress(OSError):
                 link.unlink()
 
@@ -759,10 +784,10 @@ class RenodeInstance:
             try:
                 await self.process.kill_and_reap()
             finally:
-                shutil.rmtree(self.files.tmp, ignore_errors=True)
+                shutil.rmtree(self.files.dir, ignore_errors=True)
 
     def kill(self) -> None:
         """Synchronous, no waiting (close() runs on the event loop): SIGKILL, then remove the files."""
         self._detach()
         self.process.kill()
-        shutil.rmtree(self.files.tmp, ignore_errors=True)
+        shutil.rmtree(self.files.dir, ignore_errors=True)

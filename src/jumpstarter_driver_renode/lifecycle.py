@@ -18,25 +18,25 @@ Every call that needs Renode goes through `Target.instance()`, under one lock: o
 monitor call at a time per target. `kill()` is for `close()` at the end of a lease: synchronous, no
 waiting, whatever the state.
 
-Warm start (`warm_start`, on by default): besides the state, a target may own one *spare* — a Renode
-started in the background and prepared up to its platform (the slow part: process start, Mono's JIT,
-`LoadPlatformDescription`), with no UART wired, no firmware and virtual time never run. A power-on in
-OFF takes the spare and only finishes it (UARTs, firmware, start); a new spare is prepared right away
-for the next power-on. The spare is never a state of the target: a spare that died, hung or is not
-ready in time is discarded and the power-on starts cold. Because every power-on gets a process that
-never ran anything, nothing of a previous run can survive a power cycle.
+Warm start (`warm_start`, on by default): besides the state, a target owns spares (spares.py): Renodes
+made ready in the background. A power-on takes whichever fresh spare is ready first — a new Renode
+prepared up to its platform, or the Renode of the previous run, cleared and built again at power off
+(`Clear`: a new emulation, warm JIT, several times faster than a new process) — and only finishes it
+(UARTs, firmware, start). Nothing of a previous run can survive: each power-on gets an emulation that never
+ran anything. A spare that died, hung or is not ready within `startup_timeout` is discarded and the
+power-on starts cold. A target keeps at most two Renodes: the board's and one spare while on, two spares
+while off.
 
-Once a snapshot is saved or restored, the spare follows it instead: it loads that snapshot, paused,
-with its own PTYs (snapshots hold none: inside_renode/terminals.py). A restore of that snapshot then
-swaps processes: the spare takes over the consoles and runs on, and the Renode it replaced loads the
-snapshot in the background to become the next spare. Any other restore, or one while the spare is
-unusable, loads the snapshot in place. A snapshot spare never serves a power-on: power off discards it
-and prepares a fresh spare, so the processes per target stay two (the board's and one spare).
+Once a snapshot is saved or restored, the spare follows it: it loads that snapshot, paused, with its own
+PTYs (snapshots hold none: inside_renode/terminals.py). A restore of that snapshot, once the spare holds
+it, swaps processes: the spare takes over the consoles and runs on, and the Renode it replaced loads the
+snapshot in the background to become the next spare. Any other restore, or one while the spare is still
+loading, loads the snapshot in place (never slower than waiting). Power off clears the snapshot from the
+spares: the next power-on is warm again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import itertools
 import logging
@@ -49,8 +49,8 @@ from pathlib import Path
 import anyio
 
 from .errors import RenodeError, RenodeExitedError, RenodeStateError, RenodeTimeoutError
-from .instance import BoardSpec, Firmware, ProcessFiles, RenodeInstance
-from .process import RenodeProcess
+from .instance import BoardSpec, Firmware, RenodeInstance
+from .spares import Spare, SparePool, SpareState, first_ready
 from .uart import UartChannel
 
 
@@ -73,18 +73,8 @@ TRANSITIONS: dict[TargetState, frozenset[TargetState]] = {
 _ids = itertools.count(1)
 
 
-async def _load_spare(
-    previous: asyncio.Task[RenodeInstance] | RenodeInstance, path: Path, firmware: dict[str, Firmware]
-) -> RenodeInstance:
-    """A spare holding snapshot `path`: `previous` (a Renode, or the spare being prepared) loads it."""
-    try:
-        spare = previous if isinstance(previous, RenodeInstance) else await previous
-    except BaseException:
-        if isinstance(previous, asyncio.Task):
-            previous.cancel()
-        raise
-    await spare.load_as_spare(path, firmware)  # stops it on failure or cancellation
-    return spare
+def _ready_and_alive(spare: Spare) -> bool:
+    return spare.state is SpareState.READY and spare.instance is not None and spare.instance.healthy
 
 
 class Target:
@@ -95,10 +85,8 @@ class Target:
     ):
         self._spec = spec
         self.warm_start = warm_start
-        self._spare: asyncio.Task[RenodeInstance] | None = None
-        self._spare_process: RenodeProcess | None = None  # known from its spawn: close() must kill it at once
-        self._spare_holds: tuple[Path, int] | None = None  # (snapshot, its version) once the spare follows one
-        self._spare_previous: asyncio.Task[RenodeInstance] | RenodeInstance | None = None  # what it loads into
+        self._spares: list[Spare] = []  # the live ones (see `spares`)
+        self._adopted = False  # whether it took what the previous lease of this board left (SparePool)
         self._versions: dict[Path, int] = {}  # snapshot -> how many times it was saved
         self.channels = channels
         self.label = name  # for file names
@@ -138,19 +126,25 @@ class Target:
         return None if self._instance is None else self._instance.process.pid
 
     @property
+    def spares(self) -> tuple[Spare, ...]:
+        """The live spares (at most one while the target is on, two while it is off)."""
+        self._spares = [spare for spare in self._spares if spare.alive]
+        return tuple(self._spares)
+
+    @property
     def spare_preparing(self) -> bool:
-        """Whether a warm spare is still being prepared in the background."""
-        return self._spare is not None and not self._spare.done()
+        """Whether a spare is still on its way (preparing, recycling or loading a snapshot)."""
+        return any(not spare.settled for spare in self.spares)
 
     @property
     def spare_snapshot(self) -> Path | None:
-        """The snapshot the spare holds (or is loading), if it follows one."""
-        return None if self._spare_holds is None else self._spare_holds[0]
+        """The snapshot a spare holds (or is loading), if one follows a snapshot."""
+        return next((s.holds[0] for s in self.spares if s.holds is not None and not s.fresh), None)
 
     @property
     def spare_pid(self) -> int | None:
-        """The warm spare's process id, once it is spawned."""
-        return None if self._spare_process is None else self._spare_process.pid
+        """The process id of the first spare, once it is spawned."""
+        return next((s.pid for s in self.spares if s.pid is not None), None)
 
     @property
     def existing_workdir(self) -> Path | None:
@@ -181,41 +175,61 @@ class Target:
                     "powering on without firmware for %s: flash an image first unless extra_commands load one",
                     ", ".join(unflashed),
                 )
-            if self._spare_holds is not None:
-                self._discard_spare()  # it holds a snapshot of the failed run: never a power-on's
             self._set(TargetState.STARTING)
             try:
-                spare = await self._take_spare()
-                if spare is not None:
-                    try:
-                        spare.take_over()
-                    except OSError:
-                        await spare.stop()  # finish() cleans up after itself; this step must too
-                        raise
-                    await spare.finish(self.firmware)
-                    self._instance = spare
-                else:
-                    self._instance = await RenodeInstance.start(
-                        self._spec(), self.workdir, self.channels, self.firmware, self.logger
-                    )
+                self._instance = await self._start_warm() or await RenodeInstance.start(
+                    self._spec(), self.workdir, self.channels, self.firmware, self.logger
+                )
             except BaseException:
                 self._set(TargetState.OFF)  # finish/start stopped whatever they had started
                 raise
             self._set(TargetState.ON)
-            self.prepare_spare()
+            self._keep_spares()
+
+    async def _start_warm(self) -> RenodeInstance | None:
+        """Power on from the first fresh spare to be ready; None (start cold) if none is, or it turns out dead."""
+        self._keep_spares()  # adopts what the previous lease left, if this is the target's first use
+        for spare in self.spares:
+            if not spare.fresh:
+                spare.clear()  # it holds a snapshot of a run that ended: never a power-on's
+        spare = await first_ready([s for s in self.spares if s.fresh], _ready_and_alive, self._spec().startup_timeout)
+        if spare is None:
+            if self.spares:
+                self.logger.warning("no warm spare ready within startup_timeout; starting Renode cold")
+                for left in self.spares:
+                    if left.fresh:
+                        left.discard()  # hung: it never became ready
+            return None
+        instance = spare.take()
+        self.logger.debug("took the warm spare (Renode pid %d)", instance.process.pid)
+        try:
+            instance.take_over(self.workdir, self.channels, self.logger)
+            await instance.finish(self.firmware)  # stops it on failure
+        except (RenodeExitedError, RenodeTimeoutError, OSError) as exc:  # it died meanwhile (its PTYs with it)
+            self.logger.warning("warm spare unusable (%s); starting Renode cold", exc)
+            await instance.stop()
+            return None
+        return instance
 
     async def power_off(self) -> None:
         """Any state -> OFF: the process is stopped and reaped before the call returns."""
         async with self._lock:
             if self.state is not TargetState.OFF:
                 await self._stop()
-            if self._spare_holds is not None:
-                self._discard_spare()
-            self.prepare_spare()
+            for spare in self.spares:
+                spare.clear()  # a snapshot of the run that ended is no power-on's
+            self._keep_spares()
 
     async def _stop(self) -> None:
+        """The board's Renode stops serving it: cleared to be a spare (warm start), else killed and reaped."""
         self._set(TargetState.STOPPING)
         instance = self._instance
+        if self.warm_start and instance is not None and instance.healthy and self.state is not TargetState.FAILED:
+            instance.detach_channels()  # at once: nothing of this run reaches a console any more
+            self._spares.append(Spare.recycle(instance, self.logger))
+            self._instance = None
+            self._set(TargetState.OFF)
+            return
         try:
             if instance is not None:
                 await instance.stop()
@@ -273,7 +287,7 @@ class Target:
             self.firmware[machine] = firmware
             if previous is not None and previous.path != firmware.path:
                 previous.path.unlink(missing_ok=True)
-            self.prepare_spare()  # the target is in use: have a Renode ready for its power-on
+            self._keep_spares()  # the target is in use: have a Renode ready for its power-on
 
     # Save and restore take the terminals out of the emulation for a moment: a client that goes away
     # mid-call must not leave the board without its consoles, so both run shielded (every step is bounded).
@@ -288,7 +302,7 @@ class Target:
                 self._follow(path)
 
     async def restore(self, path: Path) -> None:
-        """Restore a snapshot: from the spare that holds it if there is one (a swap), else in place."""
+        """Restore a snapshot: from the spare if it holds it already (a swap), else in place (no waiting)."""
         async with self.instance("restore a snapshot") as instance:
             with anyio.CancelScope(shield=True):
                 spare = await self._take_snapshot_spare(path)
@@ -305,8 +319,11 @@ class Target:
                         await instance.resume()  # the board goes on as it was
                     raise
                 self._instance = spare
-                self._follow(path, retired=instance)
                 self.logger.debug("restored from the spare (Renode pid %d)", spare.process.pid)
+                if self.warm_start:  # the Renode it replaced loads the snapshot to be the next spare
+                    self._spares.append(Spare.replaced(instance, self._snapshot(path), self.firmware, self.logger))
+                else:
+                    instance.kill()
                 if was_running:
                     await spare.resume()
 
@@ -317,114 +334,78 @@ class Target:
             raise RenodeStateError("cannot connect to GDB: the target is not powered on (or has no gdb_port)")
         return socket_path
 
-    # -- the warm spare ----------------------------------------------------------------------------
+    # -- the warm spares ---------------------------------------------------------------------------
 
-    def prepare_spare(self) -> None:
-        """Start preparing a spare Renode in the background, unless warm start is off or one exists."""
-        if not self.warm_start or self._spare is not None:
+    def _keep_spares(self) -> None:
+        """Have one spare on its way, unless warm start is off or one is (the recycled board's counts)."""
+        if not self.warm_start:
             return
-        files = ProcessFiles.new(self.workdir, "spare")
-        self._spare = asyncio.get_running_loop().create_task(
-            RenodeInstance.prepare(self._spec(), self.workdir, self.channels, self.logger, files, self._spawned),
-            name=f"renode-spare-{self.name}",
-        )
+        if not self._adopted:  # the first time the target is used: what the previous lease left
+            self._adopted = True
+            pool = SparePool.here()
+            if pool is not None:
+                self._spares.extend(pool.take(self._pool_key()))
+        if not self.spares:
+            self._spares.append(Spare.start(self._spec(), self.channels, self.logger))
 
-    def _follow(self, path: Path, retired: RenodeInstance | None = None) -> None:
-        """Have the spare load snapshot `path` as it is now, in the background: the Renode a restore just
-        replaced (`retired`), else the current spare once it is ready, else a new one."""
+    def _pool_key(self) -> str:
+        """Spares serve only targets of exactly this config (everything a spare is built from is in it)."""
+        return repr(self._spec())
+
+    def _snapshot(self, path: Path) -> tuple[Path, int]:
+        return path, self._versions.get(path, 0)
+
+    def _follow(self, path: Path) -> None:
+        """Have a spare load snapshot `path` as it is now, in the background (after what it does now)."""
         if not self.warm_start or self.state is not TargetState.ON:
-            if retired is not None:
-                retired.kill()
             return
-        holds = (path, self._versions.get(path, 0))
-        if retired is None and self._spare_holds == holds:
-            return
-        if retired is not None:
-            self._discard_spare()
-            previous: asyncio.Task[RenodeInstance] | RenodeInstance = retired
-            self._spare_process = retired.process
-        else:
-            task = self._spare
-            if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-                self._discard_spare()
-                self.prepare_spare()
-                task = self._spare
-            assert task is not None
-            previous = task
-        self._spare = asyncio.get_running_loop().create_task(
-            _load_spare(previous, path, dict(self.firmware)), name=f"renode-spare-{self.name}"
-        )
-        self._spare_previous, self._spare_holds = previous, holds
+        snapshot = self._snapshot(path)
+        self._keep_spares()
+        if not any(spare.will_hold(snapshot) for spare in self.spares):
+            self.spares[0].load(snapshot, self.firmware)
 
     async def _take_snapshot_spare(self, path: Path) -> RenodeInstance | None:
-        """The spare, if it holds this snapshot as last saved and is (or soon gets) ready; else None."""
-        if self._spare is None or self._spare_holds != (path, self._versions.get(path, 0)):
-            return None
-        spare = await self._take_spare()
+        """A spare's Renode if it holds this snapshot as last saved already; else None (no waiting)."""
+        snapshot = self._snapshot(path)
+        spare = next(
+            (s for s in self.spares if s.settled and s.state is SpareState.HOLDING and s.holds == snapshot), None
+        )
         if spare is None:
             return None
+        instance = spare.take()
         try:  # also asks it something: a Renode killed a moment ago still looks alive until it is reaped
-            await spare.sync_firmware(self.firmware)
+            await instance.sync_firmware(self.firmware)
         except RenodeError as exc:
             self.logger.warning("warm spare unusable (%s); restoring in place", exc)
-            await spare.stop()
+            await instance.stop()
             return None
         except BaseException:
-            spare.kill()
+            instance.kill()
             raise
-        return spare
-
-    def _spawned(self, process: RenodeProcess) -> None:
-        self._spare_process = process
-
-    async def _take_spare(self) -> RenodeInstance | None:
-        """The spare, once ready and healthy; None (power on cold) if there is none or it failed."""
-        task = self._spare
-        if task is None:
-            return None
-        if not task.done():  # still preparing: the rest of its start is still faster than a cold one
-            await asyncio.wait({task}, timeout=self._spec().startup_timeout)
-        fallback = "starting Renode cold" if self._spare_holds is None else "restoring in place"
-        if not task.done() or task.cancelled() or task.exception() is not None:
-            reason = "not ready in time" if not task.done() else repr(task.exception())
-            self.logger.warning("warm spare unusable (%s); %s", reason, fallback)
-            self._discard_spare()
-            return None
-        self._spare, self._spare_process, self._spare_holds, self._spare_previous = None, None, None, None
-        spare = task.result()
-        if not spare.healthy:
-            self.logger.warning("warm spare died (%s); %s", spare.why_failed(), fallback)
-            await spare.stop()
-            return None
-        self.logger.debug("took the warm spare (Renode pid %d)", spare.process.pid)
-        return spare
-
-    def _discard_spare(self) -> None:
-        """Kill the spare without waiting, whatever it is doing (synchronous: close() uses it)."""
-        task, self._spare, self._spare_holds = self._spare, None, None
-        process, self._spare_process = self._spare_process, None
-        previous, self._spare_previous = self._spare_previous, None
-        if isinstance(previous, RenodeInstance):  # a task cancelled before it ran cleans up nothing itself
-            previous.kill()
-        elif previous is not None and not previous.done():
-            previous.cancel()
-        elif previous is not None and not previous.cancelled() and previous.exception() is None:
-            previous.result().kill()
-        if task is None:
-            return
-        if task.done() and not task.cancelled() and task.exception() is None:
-            task.result().kill()
-        else:
-            task.cancel()  # its own clean-up stops what it started
-            if process is not None:
-                process.kill()
+        return instance
 
     def kill(self) -> None:
-        """End of the lease: kill Renode without waiting (close() runs on the event loop), drop everything."""
-        self._discard_spare()
+        """End of the lease: nothing of it runs any more, without waiting (close() runs on the event loop).
+
+        With warm start, the spares and the board's Renode (cleared, unless a raw monitor command ran on it)
+        go to the exporter's SparePool for the next lease of this board; everything else is killed.
+        """
+        pool = SparePool.here() if self.warm_start else None
         instance, self._instance = self._instance, None
+        leaving = list(self.spares)
         if instance is not None:
-            instance.kill()
+            if pool is not None and self.state is TargetState.ON and instance.healthy and not instance.raw_used:
+                instance.detach_channels()
+                leaving.append(Spare.recycle(instance, self.logger))
+            else:
+                instance.kill()
+        self._spares = []
+        for spare in leaving:
+            if pool is None or (spare.instance is not None and spare.instance.raw_used):
+                spare.discard()
+            else:
+                spare.clear()
+                pool.put(self._pool_key(), spare)
         for channel in self.channels.values():
             channel.detach()
         self.state = TargetState.OFF  # whatever it was: nothing of this target runs any more

@@ -40,7 +40,7 @@ class MonitorClient:
         on_eof: Callable[[], Awaitable[object]] | None = None,
         log: logging.Logger = logger,
     ):
-        self._log = log  # the target's logger: with many targets, lines must say whose they are
+        self.log = log  # the target's logger: with many targets, lines must say whose they are
         self._send = send
         self._receive = receive
         self._stream = MonitorStream()
@@ -81,7 +81,7 @@ class MonitorClient:
         limit = self.timeout if timeout is None else timeout
         async with self._lock:
             self._check_usable()
-            self._log.debug("monitor <- %s", command)
+            self.log.debug("monitor <- %s", command)
             try:
                 await self._send.send(command.encode() + b"\n")  # exactly one Enter
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
@@ -93,7 +93,7 @@ class MonitorClient:
             if scope.cancelled_caught:
                 self._fail(f"Renode did not answer `{command}` within {limit:g}s")
                 raise RenodeTimeoutError(self._with_exit(self._broken or ""))
-            self._log.debug("monitor -> %r", reply)
+            self.log.debug("monitor -> %r", reply)
             self.prompt = reply.prompt
             return reply
 
