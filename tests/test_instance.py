@@ -6,10 +6,10 @@ tests prove the same sequences work on the stand-in and on real Renode.
 
 from __future__ import annotations
 
-import shutil
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
