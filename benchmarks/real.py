@@ -1,28 +1,35 @@
 """Figures on real Renode with the project's firmware, written once against a `Side` (ours or the PyPI 0.9.0 one).
 
-Imported by suite.py as the `real` step. Every figure is the median over at least 10 rounds.
-"Power-on until the console answers" ends when a line sent to the firmware comes back echoed: the
-boot banner would not do, since 0.9.0 loses what the firmware prints before a console attaches.
+Imported by suite.py as the `real` step. Every figure is measured at the pace tests run: one operation
+after the other, with 0, 1 or 5 s of "test work" (a sleep standing for the test) between them, and never
+waiting for the driver's own background work (a spare being prepared) before the clock starts. Each
+figure is the median over ROUNDS rounds. "The console answers" means a line sent to the firmware came
+back echoed; "banner" means the boot line was read first (0.9.0 loses what the firmware prints before a
+console attaches, so its figures end at the echo alone).
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pexpect
 from common import ms, not_run, summary
 from scenarios import Side, _concurrently, _short, _Target
 
-ROUNDS = 10
+ROUNDS = 8
 CONCURRENT = 4
+BANNER = b"BOOT jumpstarter-renode-fw"
 
 
-def echo(client, text: bytes = b"ping", timeout: float = 60, every: float = 2.0) -> None:
-    """Type a line until the firmware echoes it. Renode's STM32 UART drops what arrives before the
-    firmware enables its receiver (as the chip does), and with four cold Renodes on two cores the first
-    line can come that early; a user would press Enter again."""
+def echo(client, text: bytes = b"ping", timeout: float = 60, every: float = 2.0, banner: bool = False) -> None:
+    """Type a line until the firmware echoes it (after its boot banner, if `banner`). Renode's STM32 UART
+    drops what arrives before the firmware enables its receiver (as the chip does), and with four cold
+    Renodes on two cores the first line can come that early; a user would press Enter again."""
     with client.console.pexpect() as console:
+        if banner:
+            console.expect(BANNER, timeout=timeout)
         deadline = time.monotonic() + timeout
         while True:
             console.send(text + b"\r")
@@ -50,59 +57,56 @@ def renode_rss_mib() -> float:
     return total / 1024
 
 
+def ours(client) -> bool:
+    return hasattr(client, "save_snapshot")
+
+
 def real(side: Side, results: dict, images: dict, label: str = "", **config) -> None:
     firmware = images.get("firmware")
     if firmware is None:
         results[f"real{label}: error"] = not_run("no --firmware given")
         return
-    with _Target(side, **config) as (client, driver):
+    with _Target(side, **config) as (client, _driver):
         client.flasher.flash(firmware)
         client.power.on()
         echo(client)
-        client.power.off()
-        settle(side, driver)
-        on_echo, cycles = [], []
-        for _ in range(ROUNDS):
-            start = time.perf_counter()
-            client.power.on()
-            echo(client)
-            on_echo.append(time.perf_counter() - start)
-            settle(side, driver)
-            start = time.perf_counter()
-            client.power.off()
-            client.power.on()
-            cycles.append(time.perf_counter() - start)
-            client.power.off()
-            settle(side, driver)
-        results[f"power-on until the console answers{label}"] = summary(ms(on_echo), "ms")
-        results[f"power cycle (off + on){label}"] = summary(ms(cycles), "ms")
-        client.power.on()
-        echo(client)
-        settle(side, driver)  # measure the figures below without a spare being prepared beside them
-        time.sleep(2)  # idle: what a powered-on target costs while nothing happens
-        results[f"Renode RSS per powered-on target{label}"] = {"value": round(renode_rss_mib()), "unit": "MiB"}
+        for work in (0, 1, 5):
+            results[f"power cycle + banner + echo, {work} s of test work between{label}"] = _cycles(client, work)
+        results[f"power on + echo, 20 monitor calls between cycles{label}"] = _cycles(client, 0, monitor_calls=20)
+        time.sleep(2)  # idle: what a target in use costs while nothing happens (its spares settle)
+        results[f"Renode RSS per target in use{label}"] = {"value": round(renode_rss_mib()), "unit": "MiB"}
         monitor = [_timed(client.monitor_cmd, "version") for _ in range(ROUNDS * 5)]
         results[f"monitor `version` round trip{label}"] = summary(ms(monitor), "ms")
-        _reset_and_restore(side, client, driver, results, label)
+        _reset_and_restore(client, results, label)
         client.power.off()
+    _leases(side, results, firmware, label, **config)
     _concurrent(side, results, firmware, label, **config)
 
 
-def settle(side: Side, driver, limit: float = 120) -> None:
-    """Wait until a warm spare is ready (ours): a power-on right after the last one measures a spare still
-    warming. The figures are for power-ons at test pace, seconds apart, not back to back."""
-    target = getattr(driver, "target", None)  # 0.9.0 has none: nothing to wait for
-    deadline = time.monotonic() + limit
-    while target is not None and target.spare_preparing and time.monotonic() < deadline:
-        time.sleep(0.01)
+def _cycles(client, work: float, monitor_calls: int = 0) -> dict:
+    """Power off + on until the console answers (after the banner, where the driver keeps it), ROUNDS times."""
+    times = []
+    for _ in range(ROUNDS):
+        time.sleep(work)
+        for _ in range(monitor_calls):
+            client.monitor_cmd("version")
+        start = time.perf_counter()
+        client.power.off()
+        client.power.on()
+        echo(client, banner=ours(client))
+        times.append(time.perf_counter() - start)
+    return summary(ms(times), "ms")
 
 
-def _reset_and_restore(side: Side, client, driver, results: dict, label: str) -> None:
-    if not hasattr(client, "save_snapshot"):
+def _reset_and_restore(client, results: dict, label: str) -> None:
+    if not ours(client):
         results[f"reset() to the boot banner{label}"] = not_run("no reset() in 0.9.0")
-        results[f"restore_snapshot{label}"] = not_run("no snapshots in 0.9.0")
-        results[f"restore_snapshot, back to back{label}"] = not_run("no snapshots in 0.9.0")
-        results[f"restore_snapshot, paused board{label}"] = not_run("no snapshots in 0.9.0")
+        for key in (
+            "restore + echo, console kept open, 1 s of test work between",
+            "restore right after a save + echo",
+            "power cycle + banner + echo after the lease used snapshots",
+        ):
+            results[f"{key}{label}"] = not_run("no snapshots in 0.9.0")
         results[f"expect_output: wait for the next 100 ms tick, paused machine{label}"] = not_run(
             "no virtual-time waits in 0.9.0"
         )
@@ -112,27 +116,33 @@ def _reset_and_restore(side: Side, client, driver, results: dict, label: str) ->
         for _ in range(ROUNDS):
             start = time.perf_counter()
             client.reset_machine()
-            console.expect(b"BOOT jumpstarter-renode-fw", timeout=60)
+            console.expect(BANNER, timeout=60)
             resets.append(time.perf_counter() - start)
         results[f"reset() to the boot banner{label}"] = summary(ms(resets), "ms")
         client.save_snapshot("booted")
         restores = []
-        for _ in range(ROUNDS):
-            settle(side, driver)  # at test pace: the spare has loaded the snapshot again
-            restores.append(_timed(client.restore_snapshot, "booted"))
-        results[f"restore_snapshot{label}"] = summary(ms(restores), "ms")
-        restores = [_timed(client.restore_snapshot, "booted") for _ in range(ROUNDS)]
-        results[f"restore_snapshot, back to back{label}"] = summary(ms(restores), "ms")
-        client.pause()  # as the pytest plugin restores before each test
-        restores = []
-        for _ in range(ROUNDS):
-            settle(side, driver)
-            restores.append(_timed(client.restore_snapshot, "booted"))
-        results[f"restore_snapshot, paused board{label}"] = summary(ms(restores), "ms")
-        client.resume()
-        console.send(b"after restore\r")
-        console.expect(b"echo: after restore", timeout=60)
+        for n in range(ROUNDS):
+            time.sleep(1)
+            start = time.perf_counter()
+            client.restore_snapshot("booted")
+            _echo_on(console, b"r%d" % n)
+            restores.append(time.perf_counter() - start)
+        results[f"restore + echo, console kept open, 1 s of test work between{label}"] = summary(ms(restores), "ms")
+        after_save = []
+        for n in range(ROUNDS):
+            client.save_snapshot("again")
+            start = time.perf_counter()
+            client.restore_snapshot("again")
+            _echo_on(console, b"s%d" % n)
+            after_save.append(time.perf_counter() - start)
+        results[f"restore right after a save + echo{label}"] = summary(ms(after_save), "ms")
         _expect_waits(client, console, results, label)
+    results[f"power cycle + banner + echo after the lease used snapshots{label}"] = _cycles(client, 0)
+
+
+def _echo_on(console, text: bytes) -> None:
+    console.send(text + b"\r")
+    console.expect(b"echo: " + text, timeout=60)
 
 
 def _expect_waits(client, console, results: dict, label: str) -> None:
@@ -145,6 +155,39 @@ def _expect_waits(client, console, results: dict, label: str) -> None:
     client.resume()
 
 
+def _leases(side: Side, results: dict, firmware: Path, label: str, **config) -> None:
+    """Lease after lease in one exporter process (one event loop, a new driver tree per lease, as `jmp run`
+    does): flash, power on until the console answers, end of lease, and the next lease at once."""
+    from anyio.from_thread import start_blocking_portal
+    from jumpstarter.common.utils import serve_async
+
+    times = []
+    with start_blocking_portal() as portal:
+
+        @contextmanager
+        def lease():
+            driver = side.driver(**config)
+            try:
+                with (
+                    ExitStack() as stack,
+                    portal.wrap_async_context_manager(serve_async(driver, portal, stack)) as client,
+                ):
+                    yield client
+            finally:
+                driver.close()
+
+        for _ in range(ROUNDS + 1):
+            with lease() as client:
+                client.flasher.flash(firmware)
+                start = time.perf_counter()
+                client.power.on()
+                echo(client)
+                times.append(time.perf_counter() - start)
+    results[f"first power-on of a lease + echo, one exporter, leases back to back{label}"] = summary(
+        ms(times[1:]), "ms", first=round(times[0] * 1000)
+    )
+
+
 def _concurrent(side: Side, results: dict, firmware: Path, label: str, **config) -> None:
     targets = [_Target(side, **config) for _ in range(CONCURRENT)]
     entered = []
@@ -153,17 +196,19 @@ def _concurrent(side: Side, results: dict, firmware: Path, label: str, **config)
             client, _driver = t.__enter__()
             entered.append(t)
             client.flasher.flash(firmware)
-        for t in entered:
-            settle(side, t.driver)
 
-        def on_and_echo(client):
-            return lambda: (client.power.on(), echo(client))
+        def cycles(client):
+            def run():
+                for _ in range(3):
+                    client.power.on()
+                    echo(client)
+                    client.power.off()
 
-        total, errors = _concurrently([on_and_echo(t.client) for t in entered])
-        results[f"{CONCURRENT} targets: concurrent power-on until each console answers{label}"] = summary(
-            ms([total]), "ms"
-        )
-        results[f"{CONCURRENT} targets: failed power-ons{label}"] = {
+            return run
+
+        total, errors = _concurrently([cycles(t.client) for t in entered])
+        results[f"{CONCURRENT} targets: 3 power cycles + echo each, concurrently{label}"] = summary(ms([total]), "ms")
+        results[f"{CONCURRENT} targets: failed power cycles{label}"] = {
             "value": len(errors),
             "of": CONCURRENT,
             "first": _short(errors[0]) if errors else "",

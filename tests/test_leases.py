@@ -46,8 +46,8 @@ def board(backend, **extra) -> dict:
     }
 
 
-def our_temp_dirs() -> int:
-    return sum(1 for _ in Path(os.environ.get("TMPDIR", "/tmp")).glob("jumpstarter-renode-*"))
+def temp_dirs() -> set[Path]:
+    return set(Path(os.environ.get("TMPDIR", "/tmp")).glob("jumpstarter-renode-*"))
 
 
 def renode_rss_kib() -> int:
@@ -65,6 +65,7 @@ def test_every_lease_after_the_first_powers_on_warm_and_nothing_grows(backend, f
     fw = firmware()
     config = board(backend)
     seen = []
+    before = temp_dirs()
     with exporter() as lease:
         for number in range(LEASES):
             kept = lease.pool_pids()
@@ -79,7 +80,7 @@ def test_every_lease_after_the_first_powers_on_warm_and_nothing_grows(backend, f
                 if number > 0:
                     assert driver.target.pid in kept, f"lease {number} powered on cold"
             assert len(lease.pool_pids()) <= POOL_PER_BOARD
-            seen.append((took, len(renode_processes()), len(os.listdir("/proc/self/fd")), our_temp_dirs()))
+            seen.append((took, len(renode_processes()), len(os.listdir("/proc/self/fd")), len(temp_dirs() - before)))
             if number == 2:
                 baseline_rss = renode_rss_kib()
         end_rss = renode_rss_kib()
@@ -89,7 +90,8 @@ def test_every_lease_after_the_first_powers_on_warm_and_nothing_grows(backend, f
     fds = [s[2] for s in after_warmup]
     assert max(fds) - min(fds) <= 8, f"open fds grew: {fds}"
     dirs = [s[3] for s in after_warmup]
-    assert max(dirs) - min(dirs) <= 1, f"temp dirs grew: {dirs}"
+    assert max(dirs) <= POOL_PER_BOARD, f"more temp dirs than the kept Renodes' own: {dirs}"
+    assert not temp_dirs() - before, "temp dirs left after the exporter ended"
     assert end_rss <= baseline_rss * 1.25 + 32 * 1024, f"Renode RSS grew from {baseline_rss} to {end_rss} KiB"
     print(
         f"power-on of a lease: median {sorted(s[0] for s in after_warmup)[len(after_warmup) // 2]:.3f}s; "

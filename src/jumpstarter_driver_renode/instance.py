@@ -258,6 +258,7 @@ class RenodeInstance:
     files: ProcessFiles | None = None
     links: dict[str, Path] = field(default_factory=dict)  # channel key -> the PTY link its channel reads
     raw_used: bool = False  # a raw monitor command ran here: what it changed outside the emulation may last
+    reuses: int = 0  # emulations cleared or replaced in this process (Renode's memory grows with each)
     _reading: bool = False  # whether the target's UART channels read this process's PTYs
 
     @property
@@ -410,6 +411,7 @@ class RenodeInstance:
         await self._stop_on_failure(self._recycle())
 
     async def _recycle(self) -> None:
+        self.reuses += 1
         await self.monitor.execute("Clear", timeout=self.spec.startup_timeout)
         self.running, self.firmware, self.renode_names, self.boot_cpus, self.links = False, {}, {}, {}, {}
         self.files.own_log.unlink(missing_ok=True)
@@ -502,8 +504,8 @@ class RenodeInstance:
         await self.monitor.execute("start")
         self.running = True
 
-    async def pause(self) -> None:
-        await self.monitor.execute("pause")
+    async def pause(self, timeout: float | None = None) -> None:
+        await self.monitor.execute("pause", timeout)
         self.running = False
 
     async def run_for(self, seconds: float, timeout: float) -> None:
@@ -580,6 +582,7 @@ class RenodeInstance:
     async def load_as_spare(self, path: Path, firmware: dict[str, Firmware]) -> None:
         """Make this Renode (read by no channel) hold snapshot `path`, paused, to take over at its restore."""
         self.firmware = dict(firmware)
+        self.reuses += 1
         self._discard_unread()
         await self._stop_on_failure(self._load_snapshot(path))
 

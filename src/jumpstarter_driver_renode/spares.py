@@ -136,11 +136,15 @@ class Spare:
             return self._wish[0] == "clear"
         return self.state in (S.READY, S.PREPARING, S.RECYCLING)
 
-    def will_hold(self, snapshot: tuple[Path, int]) -> bool:
-        """Whether it holds `snapshot`, or is on its way to, with nothing else wished."""
+    @property
+    def snapshot(self) -> tuple[Path, int] | None:
+        """The snapshot it holds, or is on its way to (loading it, or wished to), with nothing else wished."""
         if self._wish is not None:
-            return self._wish[0] == "load" and self._wish[1] == snapshot
-        return self.state in (S.LOADING, S.HOLDING) and self.holds == snapshot
+            return self._wish[1] if self._wish[0] == "load" else None
+        return self.holds if self.state in (S.LOADING, S.HOLDING) else None
+
+    def will_hold(self, snapshot: tuple[Path, int]) -> bool:
+        return self.snapshot == snapshot
 
     # -- what it can be asked ----------------------------------------------------------------------
 
