@@ -213,6 +213,32 @@ def run_real(renode: str, started: float) -> None:
         )
         print(f"  theirs, real Renode: done at {time.monotonic() - started:.0f}s", flush=True)
     print_real_table(ours, theirs)
+    check_real_targets(ours)
+
+
+REAL_TARGETS = [  # (figure, limit in its unit): what tests wait for, at their pace, on real Renode
+    ("power cycle + banner + echo, 0 s of test work between", 800),
+    ("power cycle + banner + echo after the lease used snapshots", 800),
+    ("power cycle + banner + echo, 5 s of test work between", 350),
+    ("first power-on of a lease + echo, one exporter, leases back to back", 600),
+    ("restore + echo, console kept open, 1 s of test work between", 250),
+    ("restore right after a save + echo", 350),
+    ("reset() to the boot banner", 20),
+    ("Renode RSS per target in use", 1126),
+]
+
+
+def check_real_targets(ours: dict) -> None:
+    print("targets on real Renode (ours with warm start, medians):")
+    for key, limit in REAL_TARGETS:
+        entry = ours.get(key) or {}
+        value = entry.get("median", entry.get("value"))
+        verdict = "n/a" if value is None else "met" if value <= limit else "MISSED"
+        print(f"  {key} <= {limit} {entry.get('unit', '')}: {value if value is None else round(value, 1)} -> {verdict}")
+    failed = (ours.get("4 targets: failed power cycles") or {}).get("value")
+    print(
+        f"  4 targets power-cycling at once, no failure: {failed} -> {'n/a' if failed is None else 'met' if failed == 0 else 'MISSED'}"
+    )
 
 
 def print_real_table(ours: dict, theirs: dict) -> None:

@@ -159,15 +159,25 @@ def run_until_output(client, console, pattern: bytes, step: float = 0.05, limit:
     raise AssertionError(f"{pattern!r} did not appear within {limit}s of virtual time: {console.before!r}")
 
 
+def board_config(backend: Backend, **extra) -> dict:
+    """The exporter config of the test board on `backend` (the STM32F4 Discovery), with `extra` on top."""
+    return {
+        "platform": backend.platform,
+        "uart": backend.uart,
+        "renode_path": backend.renode_path,
+        "startup_timeout": backend.timeout(20, 120),
+        "command_timeout": backend.timeout(10, 60),
+        **extra,
+    }
+
+
 @contextmanager
 def target(backend: Backend, **config) -> Iterator:
     """A Renode driver served through Jumpstarter; yields (client, driver)."""
-    if "machines" not in config:  # a multi-machine target sets these per machine
-        config.setdefault("platform", backend.platform)
-        config.setdefault("uart", backend.uart)
-    config.setdefault("renode_path", backend.renode_path)
-    config.setdefault("startup_timeout", 20 if backend.standin else 120)
-    config.setdefault("command_timeout", 10 if backend.standin else 60)
+    defaults = board_config(backend)
+    if "machines" in config:  # a multi-machine target sets these per machine
+        del defaults["platform"], defaults["uart"]
+    config = {**defaults, **config}
     if any(key.startswith("STANDIN_") for key in os.environ):
         # Each stand-in reads its fault knobs when it starts: a warm spare started before the test changes
         # them would not follow. Fault tests run cold unless they ask for a spare (test_warm_start.py does).

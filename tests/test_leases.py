@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from anyio.from_thread import start_blocking_portal
-from conftest import RUN_TAG, expect_banner, expect_echo, no_renode_left, renode_processes
+from conftest import board_config, expect_banner, expect_echo, no_renode_left, renode_processes
 from jumpstarter.common.utils import serve_async
 
 from jumpstarter_driver_renode.driver import Renode
@@ -35,17 +35,6 @@ def exporter():
         yield lease
 
 
-def board(backend, **extra) -> dict:
-    return {
-        "platform": backend.platform,
-        "uart": backend.uart,
-        "renode_path": backend.renode_path,
-        "startup_timeout": backend.timeout(20, 120),
-        "command_timeout": backend.timeout(10, 60),
-        **extra,
-    }
-
-
 def temp_dirs() -> set[Path]:
     return set(Path(os.environ.get("TMPDIR", "/tmp")).glob("jumpstarter-renode-*"))
 
@@ -63,7 +52,7 @@ def renode_rss_kib() -> int:
 
 def test_every_lease_after_the_first_powers_on_warm_and_nothing_grows(backend, firmware):
     fw = firmware()
-    config = board(backend)
+    config = board_config(backend)
     seen = []
     before = temp_dirs()
     with exporter() as lease:
@@ -102,14 +91,14 @@ def test_every_lease_after_the_first_powers_on_warm_and_nothing_grows(backend, f
 def test_another_config_never_gets_the_spares_and_a_raw_monitor_renode_is_not_kept(backend, firmware):
     fw = firmware()
     with exporter() as lease:
-        with lease(**board(backend, allow_raw_monitor=True)) as (client, driver):
+        with lease(**board_config(backend, allow_raw_monitor=True)) as (client, driver):
             client.flasher.flash(fw.elf)
             client.power.on()
             used = driver.target.pid
             client.monitor_cmd("version")  # a raw command: what it changed outside the emulation may last
         kept = lease.pool_pids()
         assert used not in kept and kept, "the spare that served no board is kept, the board's Renode is not"
-        with lease(**board(backend, allow_raw_monitor=True, autostart=False)) as (client, driver):
+        with lease(**board_config(backend, allow_raw_monitor=True, autostart=False)) as (client, driver):
             client.flasher.flash(fw.elf)
             client.power.on()
             assert driver.target.pid not in kept, "a target of another config took a spare not built for it"
@@ -119,9 +108,8 @@ def test_another_config_never_gets_the_spares_and_a_raw_monitor_renode_is_not_ke
 @pytest.mark.parametrize("how", ["warm", "cold"])
 def test_the_end_of_the_exporter_leaves_no_renode(backend, firmware, how):
     with exporter() as lease:
-        with lease(**board(backend, warm_start=how == "warm")) as (client, _driver):
+        with lease(**board_config(backend, warm_start=how == "warm")) as (client, _driver):
             client.flasher.flash(firmware().elf)
             client.power.on()
         assert bool(lease.pool_pids()) == (how == "warm")
     assert no_renode_left()
-    assert RUN_TAG  # the processes looked for are this run's

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Backend, no_renode_left
+from conftest import Backend, board_config, no_renode_left
 
 from jumpstarter_driver_renode import pytest_plugin
 from jumpstarter_driver_renode.pytest_plugin import RenodeTargetError, choose_target, failure_sections
@@ -46,15 +46,7 @@ RENODE = "jumpstarter_driver_renode.driver.Renode"
 
 
 def renode_config(backend: Backend, **extra) -> dict:
-    return {
-        "platform": backend.platform,
-        "uart": backend.uart,
-        "renode_path": backend.renode_path,
-        "startup_timeout": backend.timeout(20, 120),
-        "command_timeout": backend.timeout(10, 60),
-        "warm_start": "false",
-        **extra,
-    }
+    return board_config(backend, warm_start="false", **extra)
 
 
 # -- the plugin is installed and its options parse -------------------------------------------------
