@@ -202,7 +202,7 @@ def run_real(renode: str, started: float) -> None:
 
     version = subprocess.run([renode, "--version"], capture_output=True, text=True, timeout=60).stdout.split("\n")[0]
     print(f"\nreal Renode: {renode} ({version}), firmware: the project's STM32F4 build", flush=True)
-    with tempfile.TemporaryDirectory(prefix="renode-bench-real-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-renode-real-") as tmp:
         elf = firmware_build.build("stm32f4", Path(tmp), "bench")["elf"]
         args = ["--renode", renode, "--only", "real", "--firmware", str(elf)]
         ours = run_suite(sys.executable, ["ours", *args], real_env(), timeout=1800)
@@ -282,7 +282,7 @@ def main() -> int:
     print("stand-in: tests/standin/renode, STANDIN_START_DELAY=0; 1.14 = its default Renode version", flush=True)
     results["ours"] = run_suite(sys.executable, ["ours"], standin_env(STANDIN_114))
     print(f"  ours, 1.14 stand-in: done at {time.monotonic() - started:.0f}s", flush=True)
-    with tempfile.TemporaryDirectory(prefix="renode-bench-pypi-") as venv:
+    with tempfile.TemporaryDirectory(prefix="bench-renode-pypi-") as venv:
         python, how = make_pypi_venv(Path(venv))
         print(f"  {how}", flush=True)
         if python is None:

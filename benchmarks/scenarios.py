@@ -52,7 +52,7 @@ class Side:
 
 def run_all(side: Side, only: set[str] | None = None) -> dict:
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="renode-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-renode-") as tmp:
         images = write_images(Path(tmp))
         steps = [
             ("probe", probe),

@@ -166,7 +166,7 @@ def main() -> int:
     root = Composite(children=dict(zip(names, drivers, strict=True)))
     monitor = Monitor(names, drivers, args.every, args.max_minutes)
     errors: list[BaseException] = []
-    with tempfile.TemporaryDirectory(prefix="renode-soak-") as tmp, serve(root) as client:
+    with tempfile.TemporaryDirectory(prefix="bench-renode-soak-") as tmp, serve(root) as client:
         print(f"soak: {args.targets} target(s) x {args.cycles} cycles (flash, on, console, off)", flush=True)
         print(f"start         fds {fd_count():4d}  children {len(children()):3d}  rss {rss_mib():7.1f} MiB", flush=True)
 

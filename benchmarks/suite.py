@@ -61,7 +61,7 @@ class Ours(Side):
 
     def standin_alone(self) -> float:
         """The driver's exact argv (process.renode_argv inside die_with_parent), env and pipes."""
-        with tempfile.TemporaryDirectory(prefix="renode-alone-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-renode-alone-") as tmp:
             workdir = Path(tmp)
             argv = self.process.die_with_parent(self.process.renode_argv(self.renode, workdir / "renode.config"))
             start = time.perf_counter()

@@ -70,7 +70,7 @@ def test_offline_exporter_without_the_file_says_what_to_do(standin, private_home
 class Session:
     """The stand-in on pipes, `--console --plain`: one command at a time, like the driver talks to Renode."""
 
-    def __init__(self, backend, tmp_path: Path):
+    def __init__(self, backend, tmp_path: Path, env: dict[str, str] | None = None):
         self.tmp = tmp_path
         launcher = [sys.executable, str(STANDIN)] if backend.standin else [backend.renode_path]
         self.proc = subprocess.Popen(
@@ -86,6 +86,7 @@ class Session:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            env=env,
         )
         self.buffer = b""
         self.read_until(b"(monitor) ", timeout=backend.timeout(10, 60))
@@ -318,3 +319,23 @@ def test_reset_after_a_restore_reboots_the_firmware(backend, firmware):
         client.restore_snapshot("booted")
         client.flasher.flash(fw.elf)
         client.expect_output(r"BOOT jumpstarter-renode-fw", timeout=1)
+
+
+def test_renode_removes_other_renode_folders_from_its_tmpdir(backend, tmp_path, firmware):
+    """infra TemporaryFilesManager, made on first use (measured: the first platform load, not at start):
+    Renode deletes every `renode-*` folder in its TMPDIR that is not a live Renode's (`renode-<live pid>`)
+    or a crash report (`-crash`). A folder of yours named so in /tmp goes: this is why each Renode of the
+    driver gets a TMPDIR of its own, and the benchmarks name theirs `bench-renode-`."""
+    tmp = tmp_path / "tmp"
+    mine = f"renode-{os.getpid()}"
+    for name in ("renode-999999999", "renode-bench-x", "renode-1-crash", mine, "bench-renode-x"):
+        (tmp / name).mkdir(parents=True)
+    session = Session(backend, tmp_path, env={**os.environ, "TMPDIR": str(tmp)})
+    try:
+        session.run("version", b"(monitor) ")
+        assert len(list(tmp.iterdir())) == 5, "nothing is touched before Renode first needs its folder"
+        board(session, firmware())
+        left = sorted(p.name for p in tmp.iterdir())
+        assert left == sorted(["renode-1-crash", mine, "bench-renode-x", f"renode-{session.proc.pid}"])
+    finally:
+        session.close()

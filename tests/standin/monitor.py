@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 
+import tempfiles
 from cpu import Cpu, project_banner
 from downloads import DownloadFailed, FileFetcher
 from errors import CommandError, Quit, SignatureMismatch
@@ -840,6 +841,7 @@ class Monitor:
             if len(args) != 1 or args[0].kind not in ("path", "str"):
                 raise SignatureMismatch(METHODS[meth])
             path = resolve_at_path(args[0].value) if args[0].kind == "path" else args[0].value
+            tempfiles.set_up()  # its first use (measured: the first platform load; not at start)
             return self.load_platform(m, path, toks)
         if meth == "Reset":
             self.reset_machine(m, w)
