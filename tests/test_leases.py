@@ -35,6 +35,15 @@ def exporter():
         yield lease
 
 
+def renodes_settled(limit: int, timeout: float = 5.0) -> int:
+    """How many of this run's Renodes live, once no more than `limit` do or `timeout` passed: a Renode the
+    driver replaced got SIGKILL without waiting and takes a moment to exit."""
+    deadline = time.monotonic() + timeout
+    while len(pids := renode_processes()) > limit and time.monotonic() < deadline:
+        time.sleep(0.02)  # a process's exit has no notification we can wait on here
+    return len(pids)
+
+
 def temp_dirs() -> set[Path]:
     return set(Path(os.environ.get("TMPDIR", "/tmp")).glob("jumpstarter-renode-*"))
 
@@ -69,7 +78,9 @@ def test_every_lease_after_the_first_powers_on_warm_and_nothing_grows(backend, f
                 if number > 0:
                     assert driver.target.pid in kept, f"lease {number} powered on cold"
             assert len(lease.pool_pids()) <= POOL_PER_BOARD
-            seen.append((took, len(renode_processes()), len(os.listdir("/proc/self/fd")), len(temp_dirs() - before)))
+            seen.append(
+                (took, renodes_settled(POOL_PER_BOARD), len(os.listdir("/proc/self/fd")), len(temp_dirs() - before))
+            )
             if number == 2:
                 baseline_rss = renode_rss_kib()
         end_rss = renode_rss_kib()
