@@ -6,10 +6,12 @@ import os
 import signal
 import time
 
+import anyio
 import pytest
 from conftest import no_renode_left, target
 from jumpstarter.client.core import DriverError
 
+from jumpstarter_driver_renode.errors import RenodeStateError
 from jumpstarter_driver_renode.lifecycle import TRANSITIONS, Target, TargetState
 
 S = TargetState
@@ -35,6 +37,16 @@ def test_a_transition_outside_the_table_is_a_bug_not_a_state():
     with pytest.raises(AssertionError, match="no transition off -> on"):
         t._set(S.ON)
     assert t.state is S.OFF
+
+
+def test_a_call_on_a_powered_off_target_says_which_state_it_found_and_needs():
+    async def call():
+        async with Target(lambda: None, {}, "unit").instance("pause"):
+            pass
+
+    with pytest.raises(RenodeStateError, match="cannot pause: the target is powered off") as raised:
+        anyio.run(call)
+    assert (raised.value.state, raised.value.required) == ("off", "on")
 
 
 def test_states_through_a_session(standin, firmware):

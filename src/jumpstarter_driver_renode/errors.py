@@ -34,7 +34,13 @@ class RenodeStartError(RenodeError):
 
 
 class RenodeStateError(RenodeError):
-    """The call is not possible in the target's current lifecycle state (e.g. powered off)."""
+    """The call is not possible in the target's current lifecycle state (e.g. powered off). Carries the
+    state the target was in and the state the call needs (`TargetState` values), like qmp's StateError."""
+
+    def __init__(self, message: str, state: str, required: str = "on"):
+        self.state = state
+        self.required = required
+        super().__init__(message)
 
 
 class UnsafeInputError(RenodeError, ValueError):

@@ -271,7 +271,9 @@ class Target:
         async with self._lock:
             self._notice_failure()
             if self.state is TargetState.OFF:
-                raise RenodeStateError(f"cannot {action}: the target is powered off; run `power on` first")
+                raise RenodeStateError(
+                    f"cannot {action}: the target is powered off; run `power on` first", self.state.value
+                )
             if self.state is TargetState.FAILED:
                 assert self._instance is not None
                 raise RenodeExitedError(
@@ -352,7 +354,9 @@ class Target:
         """The Unix socket of a machine's GDB server (connect without the lock: a debug session is long-lived)."""
         socket_path = self._instance.gdb_socket(machine) if self._instance is not None else None
         if self.state is not TargetState.ON or socket_path is None:
-            raise RenodeStateError("cannot connect to GDB: the target is not powered on (or has no gdb_port)")
+            raise RenodeStateError(
+                "cannot connect to GDB: the target is not powered on (or has no gdb_port)", self.state.value
+            )
         return socket_path
 
     # -- the warm spares ---------------------------------------------------------------------------
