@@ -17,14 +17,8 @@ import pytest
 from jumpstarter_driver_renode import expect
 from jumpstarter_driver_renode.errors import RenodeCommandError
 from jumpstarter_driver_renode.firmware import Entry
-from jumpstarter_driver_renode.instance import (
-    BoardSpec,
-    Firmware,
-    MachineSpec,
-    ProcessFiles,
-    RenodeInstance,
-    parse_cpu_names,
-)
+from jumpstarter_driver_renode.instance import RenodeInstance, parse_cpu_names
+from jumpstarter_driver_renode.spec import BoardSpec, Firmware, MachineSpec, ProcessFiles
 from jumpstarter_driver_renode.uart import UartChannel
 
 pytestmark = pytest.mark.anyio

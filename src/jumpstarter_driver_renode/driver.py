@@ -21,10 +21,10 @@ from .client import RenodeClient
 from .errors import FirmwareError, RenodeTimeoutError
 from .firmware import detect_format, image_entry
 from .gpio import RenodeButton, RenodeLed
-from .instance import BoardSpec, Firmware, HubSpec, MachineSpec
 from .lifecycle import Target
 from .netns import GDB_PORT_IN_NAMESPACE
 from .process import LogFollower, tail
+from .spec import BoardSpec, Firmware, HubSpec, MachineSpec
 from .uart import DEFAULT_BACKLOG, UartChannel
 
 MAIN_CONSOLE = "console"

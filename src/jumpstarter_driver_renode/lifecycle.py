@@ -49,8 +49,9 @@ from pathlib import Path
 import anyio
 
 from .errors import RenodeError, RenodeExitedError, RenodeStateError, RenodeTimeoutError
-from .instance import BoardSpec, Firmware, RenodeInstance
+from .instance import RenodeInstance
 from .spares import Spare, SparePool, SpareState, first_ready
+from .spec import BoardSpec, Firmware
 from .uart import UartChannel
 
 

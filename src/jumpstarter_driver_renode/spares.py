@@ -28,8 +28,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
-from .instance import BoardSpec, Firmware, ProcessFiles, RenodeInstance
+from .instance import RenodeInstance
 from .process import RenodeProcess
+from .spec import BoardSpec, Firmware, ProcessFiles
 from .uart import UartChannel
 
 
