@@ -12,7 +12,7 @@ from images import elf32, intel_hex
 from jumpstarter_driver_renode import commands
 from jumpstarter_driver_renode.errors import UnsafeInputError
 from jumpstarter_driver_renode.firmware import FirmwareError, detect_format
-from jumpstarter_driver_renode.instance import parse_virtual_time
+from jumpstarter_driver_renode.session import parse_virtual_time
 
 
 def test_paths_are_absolute_tokens_with_spaces_escaped():

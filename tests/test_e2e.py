@@ -26,6 +26,8 @@ from conftest import (
 from images import EM_RISCV, elf32, intel_hex
 from jumpstarter.client.core import DriverError
 
+from jumpstarter_driver_renode.features.consoles import Consoles
+
 FORMATS = ["elf", "hex", "bin"]
 
 
@@ -290,7 +292,8 @@ def test_close_leaves_nothing_behind(backend, firmware):
         client.flasher.flash(firmware().elf)
         client.power.on()
         workdir = driver.workdir
-        links = [driver.target.renode.links["console"], driver.target.renode.links["debug"]]
+        consoles = driver.target.renode.feature(Consoles)
+        links = [consoles.links["console"], consoles.links["debug"]]
         assert all(link.is_symlink() for link in links)
         assert renode_processes() != []
     assert no_renode_left()

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jumpstarter_driver_renode import expect
 from jumpstarter_driver_renode.errors import RenodeError, UnsafeInputError
+from jumpstarter_driver_renode.features import FEATURES, expect
+from jumpstarter_driver_renode.features.base import helper_script
 
 _ARG = re.compile(r'"([^"\\;$`\']*)"')
 
@@ -78,8 +79,8 @@ def test_unexpected_reply_is_an_error():
         expect.parse_reply("Command 'jumpstarter_expect' failed")
 
 
-def test_helper_scripts_ship_with_the_package():
-    lines = expect.include_helpers()
-    assert [line.rsplit("/", 1)[1] for line in lines] == ["expect.py", "gpio.py", "machine.py", "terminals.py"]
-    for name in expect.HELPERS:
-        assert expect.helper_script(name).is_file()
+def test_every_features_helper_scripts_ship_with_the_package():
+    helpers = [name for feature in FEATURES for name in feature.helpers]
+    assert sorted(helpers) == ["expect.py", "gpio.py", "machine.py", "terminals.py"]
+    for name in helpers:
+        assert helper_script(name).is_file()

@@ -22,6 +22,7 @@ from conftest import (
 )
 from jumpstarter.client.core import DriverError
 
+from jumpstarter_driver_renode import ExpectTimeout
 from jumpstarter_driver_renode.lifecycle import TargetState
 
 
@@ -57,10 +58,13 @@ def test_run_for_is_deterministic(backend, firmware):
             assert client.run_for(0.25) == pytest.approx(0.25, abs=1e-6)
             assert client.virtual_time() == pytest.approx(0.25, abs=1e-6)  # paused after run_for: the clock stands
             channel = driver.target.channels["console"]
+            # The run printed the banner and nothing more: the next 0.5 s of virtual time print nothing either
+            client.expect_output(re.escape(fw.banner.decode()) + r"\r\n", timeout=0)
+            with pytest.raises(ExpectTimeout):
+                client.expect_output(r"[\s\S]", timeout=0.5)
             deadline = time.monotonic() + backend.timeout(5, 30)
-            while fw.banner not in channel.unread() and time.monotonic() < deadline:
+            while len(channel.unread()) < len(fw.banner) + 2 and time.monotonic() < deadline:
                 time.sleep(0.01)  # the UART's bytes reach the backlog asynchronously: wait for them
-            time.sleep(0.2)  # an observation window: output that should not be there would show in it
             boots.append(channel.unread())
             with client.console.pexpect() as console:
                 console.send(b"ticks on\r")
@@ -207,18 +211,20 @@ def test_platform_and_script_are_exclusive(standin, tmp_path):
 
 
 def test_log_tail_and_follow(backend, firmware):
+    """The log is this power-on's Renode log: the machine's creation then its start, the newest line last;
+    following it starts from its first line; it stays readable after power off, for post-mortems."""
     with target(backend, log_level="debug") as (client, _):
         client.flasher.flash(firmware().elf)
         client.power.on()
-        text = client.log(lines=200)
-        assert text.strip()
-        assert len(client.log(lines=1).splitlines()) == 1
+        lines = client.log(lines=200).splitlines()
+        created = next(i for i, line in enumerate(lines) if line.endswith("System bus created."))
+        assert any(line.endswith("Machine started.") for line in lines[created:]), lines
+        assert client.log(lines=1).splitlines() == lines[-1:]
         follow = client.follow_log()
-        first = next(follow)
-        assert first == text.splitlines()[0]
+        assert next(follow) == lines[0]
         follow.close()
         client.power.off()
-        assert client.log(lines=5)  # still there after power off, for post-mortems
+        assert client.log(lines=200).splitlines()[: len(lines)] == lines
 
 
 def test_errors_quote_the_log_tail(standin, tmp_path, monkeypatch):

@@ -10,9 +10,9 @@ from conftest import no_renode_left, target
 from jumpstarter.client.core import DriverError
 from jumpstarter_driver_gpiod.client import DigitalInputClient, DigitalOutputClient
 
-from jumpstarter_driver_renode.client import PinState, RenodeButtonClient, RenodeLedClient
 from jumpstarter_driver_renode.driver import Renode
-from jumpstarter_driver_renode.gpio import RenodeButton, RenodeLed
+from jumpstarter_driver_renode.features.gpio import RenodeButton, RenodeLed
+from jumpstarter_driver_renode.gpio_client import PinState, RenodeButtonClient, RenodeLedClient
 
 GPIO = {"buttons": {"user": "sysbus.gpioPortA.UserButton"}, "leds": {"green": "sysbus.gpioPortD.UserLED"}}
 
@@ -129,8 +129,8 @@ def test_unknown_or_wrong_kind_of_peripheral_fails_power_on_naming_it(backend, f
         ({"buttons": {"console": "sysbus.x.b"}}, "clashes with a built-in child"),
         ({"buttons": {"a": "sysbus.x.b"}, "leds": {"a": "sysbus.x.l"}}, "also a key of buttons"),
         ({"uarts": {"a": "sysbus.usart3"}, "leds": {"a": "sysbus.x.l"}}, "also a key of uarts"),
-        ({"leds": {"a": "sysbus.x l"}}, "leds\\[a\\]"),
-        ({"leds": {"a b": "sysbus.x"}}, "leds key"),
+        ({"leds": {"a": "sysbus.x l"}}, r"leds\.a\n.*peripheral must look like"),
+        ({"leds": {"a b": "sysbus.x"}}, r"leds\.a b\.\[key\]\n.*child name must be"),
     ],
 )
 def test_config_is_checked_when_the_exporter_starts(standin, config, words):

@@ -1,4 +1,5 @@
-"""RenodeInstance's command sequences, against a scripted monitor and process (no Renode, no stand-in).
+"""RenodeInstance's command sequences through its public calls, against a scripted monitor and process
+(no Renode, no stand-in).
 
 These pin what the driver says to Renode for start-up, BIN/HEX entry, restore and stop; the end-to-end
 tests prove the same sequences work on the stand-in and on real Renode.
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from jumpstarter_driver_renode import expect
+from jumpstarter_driver_renode import snapshots
 from jumpstarter_driver_renode.errors import RenodeCommandError
+from jumpstarter_driver_renode.features.base import helper_script
+from jumpstarter_driver_renode.features.flasher import parse_cpu_names
 from jumpstarter_driver_renode.firmware import Entry
-from jumpstarter_driver_renode.instance import RenodeInstance, parse_cpu_names
+from jumpstarter_driver_renode.instance import RenodeInstance
+from jumpstarter_driver_renode.session import RenodeSession
 from jumpstarter_driver_renode.spec import BoardSpec, Firmware, MachineSpec, ProcessFiles
 from jumpstarter_driver_renode.uart import UartChannel
 
@@ -33,6 +37,7 @@ class FakeMonitor:
         self.prompt = "(monitor) "
         self.broken: str | None = None
         self.ptys: list[int] = []
+        self.log = logging.getLogger("fake-renode")
 
     async def wait_ready(self, timeout: float) -> str:
         return "Renode, version 1.16.1"
@@ -49,6 +54,8 @@ class FakeMonitor:
             os.symlink(os.ttyname(slave), m[1])
         if command == "sysbus GetCPUs":
             return "[\n[CPU: m0.cpu[0]], \n]"
+        if command == "jumpstarter_rearm_reset":
+            return "jumpstarter-rearm done"  # as inside_renode/machine.py prints
         if command.endswith("VectorTableOffset") and not self.cortex_m:
             raise RenodeCommandError(command, "cpu does not provide a field, method or property VectorTableOffset.")
         return ""
@@ -102,19 +109,12 @@ def spec(uarts=None, gdb_port=None, buttons=None, leds=None, **overrides) -> Boa
 def make(tmp_path):
     made = []
 
-    def build(firmware: Firmware | None = None, cortex_m: bool = True, **overrides) -> RenodeInstance:
+    def build(cortex_m: bool = True, **overrides) -> RenodeInstance:
         board = spec(**overrides)
         channels = {uart.key: UartChannel(uart.key) for uart in board.uarts}
         files = ProcessFiles.new(log=tmp_path / "renode.log")
-        instance = RenodeInstance(
-            board,
-            tmp_path,
-            FakeProcess(),
-            FakeMonitor(cortex_m),
-            channels,
-            {"m0": firmware} if firmware else {},
-            files=files,
-        )
+        session = RenodeSession(FakeProcess(), FakeMonitor(cortex_m), files)
+        instance = RenodeInstance(board, session, channels, workdir=tmp_path)
         made.append(instance)
         return instance
 
@@ -122,32 +122,36 @@ def make(tmp_path):
     for instance in made:
         for channel in instance.channels.values():
             channel.detach()
-        instance.monitor.close()
+        instance.session.monitor.close()
         shutil.rmtree(instance.files.dir, ignore_errors=True)
+
+
+async def power_on(instance: RenodeInstance, firmware: Firmware | None = None) -> None:
+    await instance.prepare()
+    await instance.finish({"m0": firmware} if firmware else {})
 
 
 async def test_boot_sequence(make, tmp_path):
     elf = Firmware(tmp_path / "fw.elf", "elf")
-    instance = make(elf)
-    await instance._prepare()
-    await instance._finish()
+    instance = make()
+    await power_on(instance, elf)
     link = instance.files.uart_link("console")
-    assert instance.monitor.sent == [
+    assert instance.session.monitor.sent == [
         f"logFile @{tmp_path}/renode.log true",
         'mach create "m0"',
         "machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl",
+        f"include @{helper_script('terminals.py')}",
+        f"include @{helper_script('expect.py')}",
+        f"include @{helper_script('gpio.py')}",
+        f"include @{helper_script('machine.py')}",
         f'emulation CreateUartPtyTerminal "term_console" "{link}" true',
         "connector Connect sysbus.usart2 term_console",
-        f"include @{expect.helper_script('expect.py')}",
-        f"include @{expect.helper_script('gpio.py')}",
-        f"include @{expect.helper_script('machine.py')}",
-        f"include @{expect.helper_script('terminals.py')}",
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         f"sysbus LoadELF @{tmp_path}/fw.elf",
         f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
         "start",
     ]
-    assert instance.running and instance.machine == "m0"
+    assert instance.session.running and instance.machine == "m0"
 
 
 @pytest.mark.parametrize(
@@ -161,10 +165,9 @@ async def test_boot_sequence(make, tmp_path):
 )
 async def test_bin_and_hex_get_their_entry_now_and_in_the_reset_macro(make, tmp_path, cortex_m, kind, entry, expected):
     image = Firmware(tmp_path / f"fw.{kind}", kind, entry.vector_table if kind == "bin" else None, entry)
-    instance = make(image, cortex_m=cortex_m, autostart=False)
-    await instance._prepare()
-    await instance._finish()
-    sent = instance.monitor.sent
+    instance = make(cortex_m=cortex_m, autostart=False)
+    await power_on(instance, image)
+    sent = instance.session.monitor.sent
     load = image.load_command()
     at = sent.index(load)
     assert sent[at + 1 : at + 4] == ["sysbus GetCPUs", "sysbus.cpu VectorTableOffset", expected]
@@ -174,13 +177,12 @@ async def test_bin_and_hex_get_their_entry_now_and_in_the_reset_macro(make, tmp_
 
 async def test_restore_loads_without_the_ptys_and_keeps_the_run_state(make, tmp_path):
     elf = Firmware(tmp_path / "fw.elf", "elf")
-    instance = make(elf, uarts={"console": "sysbus.usart2", "debug": "sysbus.usart3"})
-    await instance._prepare()
-    await instance._finish()
-    instance.monitor.sent.clear()
+    instance = make(uarts={"console": "sysbus.usart2", "debug": "sysbus.usart3"})
+    await power_on(instance, elf)
+    instance.session.monitor.sent.clear()
     snapshot = tmp_path / "s.save"
-    await instance.restore(snapshot)
-    assert instance.monitor.sent == [
+    await snapshots.restore(instance, snapshot)
+    assert instance.session.monitor.sent == [
         "pause",
         "jumpstarter_unhook",
         "connector Disconnect sysbus.usart2 term_console",
@@ -193,10 +195,10 @@ async def test_restore_loads_without_the_ptys_and_keeps_the_run_state(make, tmp_
         "connector Connect sysbus.usart2 term_console",
         'jumpstarter_unpark "term_debug"',
         "connector Connect sysbus.usart3 term_debug",
-        "jumpstarter_rearm_reset",
-        f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         'jumpstarter_watch "sysbus.usart3" "term_debug"',
+        "jumpstarter_rearm_reset",
+        f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
         "start",
     ]
     assert all(channel.attached for channel in instance.channels.values())
@@ -207,9 +209,9 @@ async def test_stop_kills_and_reaps_without_talking_to_renode(make, tmp_path):
     instance = make()
     instance.files.config.write_text("")
     instance.files.tmp.mkdir()
-    instance.monitor.broken = "stdin broken"
+    instance.session.monitor.broken = "stdin broken"
     await instance.stop()
-    assert instance.process.killed and instance.monitor.sent == []
+    assert instance.process.killed and instance.session.monitor.sent == []
     assert not instance.files.config.exists() and not instance.files.tmp.exists()
 
 
@@ -239,12 +241,11 @@ def test_entry_of_bin_and_hex(tmp_path):
 
 async def test_a_spare_stopping_leaves_the_running_instance_s_channels_alone(make, tmp_path):
     """Spares share the target's channels object: only the instance the channels read may detach them."""
-    running = make(Firmware(tmp_path / "fw.elf", "elf"))
-    await running._prepare()
-    await running._finish()
+    running = make()
+    await power_on(running, Firmware(tmp_path / "fw.elf", "elf"))
     spare = make()
     spare.channels = running.channels
-    await spare._prepare()  # a spare wires its terminals but never attaches the channels
+    await spare.prepare()  # a spare wires its terminals but never attaches the channels
     await spare.stop()
     spare.kill()
     assert all(channel.attached for channel in running.channels.values())
@@ -254,22 +255,22 @@ async def test_a_save_that_fails_halfway_puts_every_terminal_back_and_resumes(ma
     """One terminal parked, the next one's disconnect refused (say, someone disconnected it by hand):
     the parked one comes back connected, the watches are hooked again and the board runs on."""
     elf = Firmware(tmp_path / "fw.elf", "elf")
-    instance = make(elf, uarts={"console": "sysbus.usart2", "debug": "sysbus.usart3"})
-    await instance._prepare()
-    await instance._finish()
-    instance.monitor.sent.clear()
-    answer = instance.monitor.execute
+    instance = make(uarts={"console": "sysbus.usart2", "debug": "sysbus.usart3"})
+    await power_on(instance, elf)
+    monitor = instance.session.monitor
+    monitor.sent.clear()
+    answer = monitor.execute
 
     async def refuse_second_disconnect(command: str, timeout: float | None = None) -> str:
         if command == "connector Disconnect sysbus.usart3 term_debug":
-            instance.monitor.sent.append(command)
+            monitor.sent.append(command)
             raise RenodeCommandError(command, "not connected")
         return await answer(command, timeout)
 
-    instance.monitor.execute = refuse_second_disconnect
+    monitor.execute = refuse_second_disconnect
     with pytest.raises(RenodeCommandError, match="not connected"):
-        await instance.save(tmp_path / "s.save")
-    assert instance.monitor.sent == [
+        await snapshots.save(instance, tmp_path / "s.save")
+    assert monitor.sent == [
         "pause",
         "jumpstarter_unhook",
         "connector Disconnect sysbus.usart2 term_console",
@@ -280,5 +281,5 @@ async def test_a_save_that_fails_halfway_puts_every_terminal_back_and_resumes(ma
         "jumpstarter_hook",
         "start",
     ]
-    assert instance.running
+    assert instance.session.running
     assert not (tmp_path / "s.save").exists()

@@ -75,7 +75,7 @@ def test_each_machine_is_a_child_with_its_own_flasher_and_console():
         (two_boards(kind="uart", connect=["a:sysbus.usart3", "a:sysbus.usart3"]), r"twice"),
         (two_boards(kind="uart", connect=[]), r"connect is empty"),
         (two_boards(kind="uart", connect=["a:sysbus.usart3;quit"]), r"peripheral"),
-        ({"machines": {"a": {"uart": "sysbus.usart2"}}}, r"`machines\[a\]\.platform`.*or `machines\[a\]\.script`"),
+        ({"machines": {"a": {"uart": "sysbus.usart2"}}}, r"machines\.a\n.*exactly one of `platform`.*or `script`"),
         ({"machines": {"power": {"platform": PLATFORM}}}, r"machines key 'power' clashes"),
         ({"machines": {"a": {"platform": PLATFORM, "uarts": {"flasher": "sysbus.usart3"}}}}, r"'flasher' clashes"),
         (
@@ -214,11 +214,20 @@ def test_each_machine_has_its_own_gdb_server(backend, firmware):
 
 
 def test_can_controllers_and_ethernet_macs_join_their_hubs(backend, firmware):
-    """CAN hubs and Ethernet switches are wired at power-on like UART hubs (no test firmware sends frames)."""
+    """CAN hubs and Ethernet switches are wired at power-on like UART hubs: Renode holds each listed peripheral
+    in its hub (it refuses to attach one twice), and only those (no test firmware sends frames yet)."""
     config = two_boards()
     config["hubs"]["can"] = {"kind": "can", "connect": ["a:sysbus.can1", "b:sysbus.can1"]}
     config["hubs"]["lan"] = {"kind": "ethernet", "connect": ["a:sysbus.ethernet", "b:sysbus.ethernet"]}
-    with target(backend, autostart=False, **config) as (client, _):
+    with target(backend, autostart=False, allow_raw_monitor=True, **config) as (client, _):
         booted(client, firmware())
+        for machine in ("a", "b"):
+            for peripheral, hub, refusal in [
+                ("sysbus.can1", "can", "already registered in this hub"),
+                ("sysbus.ethernet", "lan", "already registered in this switch"),
+            ]:
+                with pytest.raises(DriverError, match=refusal):
+                    client.monitor_cmd(f'mach set "{machine}"; connector Connect {peripheral} {hub}')
+        client.monitor_cmd('mach set "a"; connector Connect sysbus.can2 can')  # not listed: it was free
         client.a.write_uart("three hubs\r")
         client.b.expect_output(r"bus: three hubs\r\n", timeout=1)

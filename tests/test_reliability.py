@@ -106,7 +106,7 @@ def wait_monitor_received(driver: Renode, command: str, timeout: float = 10.0) -
     """Wait until Renode has echoed `command`: it is now executing it (or stuck in it)."""
     instance = driver.target.renode
     assert instance is not None
-    wait_until(lambda: command in instance.monitor.pending_text(), timeout, f"Renode to receive `{command}`")
+    wait_until(lambda: command in instance.session.monitor.pending_text(), timeout, f"Renode to receive `{command}`")
 
 
 def wait_reaped(pid: int, timeout: float = 10.0) -> None:

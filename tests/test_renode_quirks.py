@@ -18,7 +18,7 @@ import pytest
 from conftest import STANDIN, expect_banner, expect_echo, target
 from jumpstarter.client.core import DriverError
 
-from jumpstarter_driver_renode.expect import helper_script
+from jumpstarter_driver_renode.features.base import helper_script
 
 SVD_URL = "https://dl.antmicro.com/projects/renode/svd/STM32F40x.svd.gz"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jumpstarter_driver_renode import snapshots
 from jumpstarter_driver_renode.spares import TRANSITIONS, Spare, SpareError, SpareState, first_ready
 
 pytestmark = pytest.mark.anyio
@@ -22,15 +23,21 @@ def anyio_backend():
     return "asyncio"
 
 
-class FakeProcess:
-    pid = 4242
+@pytest.fixture(autouse=True)
+def _fake_loads(monkeypatch):
+    """A spare loads a snapshot through snapshots.load_as_spare: here, the fake's own step."""
+
+    async def load_as_spare(instance, path: Path, firmware: dict) -> None:
+        await instance.load_as_spare(path, firmware)
+
+    monkeypatch.setattr(snapshots, "load_as_spare", load_as_spare)
 
 
 class FakeRenode:
     """What a Spare asks of a RenodeInstance; each step waits until the test releases it."""
 
     def __init__(self, fail: str | None = None):
-        self.process = FakeProcess()
+        self.pid = 4242
         self.healthy = True
         self.calls: list[str] = []
         self.killed = False

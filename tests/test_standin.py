@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from jumpstarter_driver_renode.features import expect
+
 HERE = Path(__file__).parent
 STANDIN = HERE / "standin" / "renode"
 TRANSCRIPTS = HERE / "transcripts"
@@ -318,6 +320,21 @@ class Console:
         out, self.buf = self.buf, b""
         return out
 
+    def command(self, line, prompt):
+        """One monitor line: the raw bytes up to and including the next prompt."""
+        self.send(line.encode() + b"\n")
+        return self.take(prompt)
+
+    def run(self, line, prompt):
+        """One monitor line: its output between the echo and the next prompt, decoded."""
+        out = self.command(line, prompt)
+        assert out.startswith(line.encode() + b"\n\r"), out
+        return out[len(line) + 2 : -len(prompt)].decode()
+
+    def runner(self, prompt, raw=False):
+        """`cmd(line, prompt=prompt)`: `run` (or `command`, raw) with a default prompt."""
+        return lambda line, prompt=prompt: (self.command if raw else self.run)(line, prompt)
+
 
 def test_console_mode_basics():
     c = Console("--plain", version=RENODE_114)
@@ -437,9 +454,7 @@ def test_firmware_on_pty_uart_and_loader_errors(tmp_path):
     try:
         c.take(b"(monitor) ")
 
-        def cmd(line, prompt=b"(stm) "):
-            c.send(line.encode() + b"\n")
-            return c.take(prompt)
+        cmd = c.runner(b"(stm) ", raw=True)
 
         cmd('mach create "stm"')
         assert cmd("machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl").endswith(
@@ -565,11 +580,7 @@ def test_include_py_defines_monitor_commands(tmp_path):
     try:
         c.take(b"(monitor) ")
 
-        def cmd(line, prompt=b"(monitor) "):
-            c.send(line.encode() + b"\n")
-            out = c.take(prompt)
-            assert out.startswith(line.encode() + b"\n\r")
-            return out[len(line) + 2 : -len(prompt)].decode()
+        cmd = c.runner(b"(monitor) ")
 
         assert cmd("include @%s" % script) == ""
         assert cmd('hello "x" 5') == "hi x 5\r\r\ntwo\r\r\n"
@@ -634,26 +645,21 @@ class ExpectSession:
         """More set-up for subclasses."""
 
     def cmd(self, line):
-        self.c.send(line.encode() + b"\n")
-        out = self.c.take(b"(m) ")
-        return out[len(line) + 2 : -len(b"(m) ")].decode()
+        return self.c.run(line, b"(m) ")
 
     def type(self, data):
         os.write(self.pty, data)
         self.typed += len(data)
 
     def expect(self, pattern, failing=(), timeout_ns=1_000_000_000):
-        """(outcome, ns, now ns, matched text) of one jumpstarter_expect."""
-        failing_hex = ",".join(f.encode().hex() for f in failing) or "-"
-        out = self.cmd(
-            'jumpstarter_expect "sysbus.usart2" "%s" "%s" "%d" "30000" "%d"'
-            % (pattern.encode().hex(), failing_hex, timeout_ns, self.typed)
-        )
-        m = re.fullmatch(r"jumpstarter-expect (\S+) (\d+) (\d+) (\S+) (\S+) (\d+)\r\r\n", out)
-        assert m, out
-        matched = "" if m.group(4) == "-" else bytes.fromhex(m.group(4)).decode()
-        assert int(m.group(6)) == self.typed
-        return m.group(1), int(m.group(2)), int(m.group(3)), matched
+        """(outcome, ns, now ns, matched text) of one jumpstarter_expect, built and parsed by the driver."""
+        line = expect.expect_command("sysbus.usart2", pattern, list(failing), timeout_ns / 1e9, 30, self.typed)
+        out = self.cmd(line)
+        assert re.fullmatch(r"jumpstarter-expect [^\r\n]*\r\r\n", out), out  # one line, as Renode prints it
+        reply = expect.parse_reply(out)
+        assert reply.delivered == self.typed
+        outcome = "fail%d" % reply.failing if reply.outcome == "fail" else reply.outcome
+        return outcome, round(reply.time * 1e9), round(reply.now * 1e9), reply.matched
 
     def virtual_time(self):
         out = self.cmd("currentTime")
@@ -678,7 +684,7 @@ def test_expect_py_waits_in_exact_virtual_time(firmware, tmp_path):
     try:
         # the banner is printed when the machine first runs: virtual time 0, and the machine stays there
         assert s.expect("BOOT") == ("match", 0, 0, "BOOT")
-        time.sleep(0.2)
+        assert s.cmd('python "print(EmulationManager.Instance.CurrentEmulation.IsStarted)"') == "False\r\r\n"
         assert s.virtual_time() == ns_time(0)
         assert s.cmd('python "print(self.Machine.ElapsedVirtualTime.TimeElapsed)"') == "00:00:00.000000000\r\r\n"
         # the rest of the banner is printed when it runs again; a timeout ends exactly at start + timeout
@@ -773,11 +779,7 @@ def test_button_and_led_monitor_commands(tmp_path):
     try:
         c.take(b"(monitor) ")
 
-        def cmd(line):
-            c.send(line.encode() + b"\n")
-            out = c.take(b"(m0) ")
-            assert out.startswith(line.encode() + b"\n\r")
-            return out[len(line) + 2 : -len(b"(m0) ")].decode()
+        cmd = c.runner(b"(m0) ")
 
         c.send(b'mach create "m0"\n')
         c.take(b"(m0) ")
@@ -1009,13 +1011,14 @@ def test_gpio_py_checks_the_kind_of_a_peripheral(firmware, tmp_path):
         assert s.cmd(line) == (
             (ERROR_HEADER % line)
             + "Command 'jumpstarter_gpio_check sysbus.usart2 led' failed\r\n"
-            + "\tsysbus.usart2 is a STM32_UART, not an LED (Miscellaneous.LED)\r\n"
+            + "\tjumpstarter-error wrong-kind: sysbus.usart2 is a STM32_UART, not an LED (Miscellaneous.LED)\r\n"
         )
         assert s.cmd('jumpstarter_gpio_check "%s" "button"' % LED).endswith(
-            "\t%s is a LED, not a button (Miscellaneous.Button)\r\n" % LED
+            "\tjumpstarter-error wrong-kind: %s is a LED, not a button (Miscellaneous.Button)\r\n" % LED
         )
         assert s.cmd('jumpstarter_gpio_check "sysbus.gpioPortD.NoSuch" "led"').endswith(
-            "\tCould not find node 'sysbus.gpioPortD.NoSuch', the longest matching was 'sysbus.gpioPortD'.\r\n"
+            "\tjumpstarter-error no-such-peripheral: Could not find node 'sysbus.gpioPortD.NoSuch', the longest "
+            "matching was 'sysbus.gpioPortD'.\r\n"
         )
     finally:
         s.close()
@@ -1122,9 +1125,7 @@ def test_after_load_a_reset_skips_the_reset_macro_until_the_handler_is_registere
     c = Console("--plain", version=RENODE_116)
     ptys = []
 
-    def cmd(line, prompt=b"(m) "):
-        c.send(line.encode() + b"\n")
-        return c.take(prompt)[len(line) + 2 : -len(prompt)].decode()
+    cmd = c.runner(b"(m) ")
 
     def loaded_and_started():
         """The snapshot loaded, the `reset` macro set, started: the banner."""

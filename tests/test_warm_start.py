@@ -19,16 +19,16 @@ from jumpstarter_driver_renode.lifecycle import TargetState
 def wait_for_spare(driver, backend) -> int:
     """The spare's pid once it is spawned (it is prepared in the background)."""
     deadline = time.monotonic() + backend.timeout(10, 60)
-    while driver.target.spare_pid is None:
+    while driver.target.warm.pid is None:
         assert time.monotonic() < deadline, "no warm spare was started"
         time.sleep(0.01)  # the spare starts on the event loop: poll for it
-    return driver.target.spare_pid
+    return driver.target.warm.pid
 
 
 def wait_for_settled_spares(driver, backend) -> set[int]:
     """The pids of the target's spares once none of them is on its way any more."""
     deadline = time.monotonic() + backend.timeout(10, 60)
-    while driver.target.spare_preparing:
+    while driver.target.warm.preparing:
         assert time.monotonic() < deadline, "the spares did not become ready"
         time.sleep(0.01)  # spares are made ready on the event loop: poll for it
     return {spare.pid for spare in driver.target.spares}
@@ -132,7 +132,7 @@ def test_warm_start_off_starts_no_spare(standin, firmware):
     with target(standin, warm_start=False) as (client, driver):
         client.flasher.flash(firmware().elf)
         client.power.on()
-        assert driver.target.spare_pid is None
+        assert driver.target.warm is None and not driver.target.spares
         client.power.off()
         assert no_renode_left()
 
@@ -151,12 +151,12 @@ def _zombie(pid: int) -> bool:
 def wait_for_snapshot_spare(driver, backend, name: str) -> int:
     """The spare's pid once it holds snapshot `name`, loaded (it loads in the background)."""
     deadline = time.monotonic() + backend.timeout(10, 60)
-    target_ = driver.target
-    while target_.spare_snapshot is None or target_.spare_snapshot.stem != name or target_.spare_preparing:
+    warm = driver.target.warm
+    while warm.snapshot is None or warm.snapshot.stem != name or warm.preparing:
         assert time.monotonic() < deadline, f"the spare did not load snapshot {name!r}"
         time.sleep(0.01)  # the spare loads on the event loop: poll for it
-    assert target_.spare_pid is not None
-    return target_.spare_pid
+    assert warm.pid is not None
+    return warm.pid
 
 
 def read_word(client, address: int) -> str:
@@ -246,7 +246,7 @@ def test_power_off_clears_the_snapshot_spare_and_the_next_power_on_is_warm(backe
         spare = wait_for_snapshot_spare(driver, backend, "s")
         board = driver.target.pid
         client.power.off()
-        assert driver.target.spare_snapshot is None
+        assert driver.target.warm.snapshot is None
         assert wait_for_settled_spares(driver, backend) == {spare, board}
         client.power.on()
         assert driver.target.pid in {spare, board}
@@ -263,7 +263,7 @@ def test_close_while_the_spare_hangs_loading_a_snapshot_leaves_nothing(standin, 
         client.flasher.flash(firmware().elf)
         client.power.on()
         client.save_snapshot("s")
-        assert driver.target.spare_snapshot is not None and driver.target.spare_preparing
+        assert driver.target.warm.snapshot is not None and driver.target.warm.preparing
     assert no_renode_left()
 
 

@@ -106,10 +106,27 @@ def parse_address(value: str | int) -> int:
     return number
 
 
+MAX_VIRTUAL_SECONDS = 100 * 3600.0  # the longest wait or run a client may ask for, in virtual seconds
+
+
+def check_number(value: object, what: str, low: float, high: float, *, above: bool = False) -> float:
+    """The one range check for numbers from clients: a real number (never a bool: JSON and Python both
+    take `True` for 1) with `low <= value <= high` (`low < value` when `above`)."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or value != value  # NaN
+        or not (low < value if above else low <= value)
+        or not value <= high
+    ):
+        bound = f"above {low:g}" if above else f"at least {low:g}"
+        raise UnsafeInputError(f"{what} must be a number {bound} and at most {high:g}: {value!r}")
+    return float(value)
+
+
 def format_virtual_time(seconds: float) -> str:
     """`hh:mm:ss.ffffff` as Renode's TimeInterval parser accepts it."""
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds < 360000:
-        raise UnsafeInputError(f"virtual time must be a number of seconds between 0 and 100 hours: {seconds!r}")
+    seconds = check_number(seconds, "virtual time (seconds)", 0, MAX_VIRTUAL_SECONDS, above=True)
     micros = round(seconds * 1_000_000)
     hours, rest = divmod(micros, 3_600_000_000)
     minutes, rest = divmod(rest, 60_000_000)

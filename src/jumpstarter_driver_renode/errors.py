@@ -7,17 +7,35 @@ which Jumpstarter reports to clients as INVALID_ARGUMENT with the message.
 
 from __future__ import annotations
 
+import enum
+
 
 class RenodeError(Exception):
     """Base class for everything that goes wrong while driving Renode."""
 
 
-class RenodeCommandError(RenodeError):
-    """Renode answered a monitor command with an error."""
+class ErrorKind(enum.Enum):
+    """What a monitor error means to the driver (recognised once, by `protocol.classify_error`)."""
 
-    def __init__(self, command: str, message: str):
+    DOWNLOAD_FAILED = "download-failed"  # a platform needs a file (an SVD) that Renode could not download
+    NO_SUCH_NAME = "no-such-name"  # a peripheral or method name that does not resolve: Renode lists signatures
+    HELPER = "helper"  # a driver helper inside Renode refused (`jumpstarter-error <reason>: <text>`)
+    OTHER = "other"
+
+
+class RenodeCommandError(RenodeError):
+    """Renode answered a monitor command with an error. `kind` says what it means, `reason` names a helper's
+    refusal (e.g. `wrong-kind`), and `detail` is the line worth quoting (a helper's own text, or Renode's
+    last line without the "There was an error executing command" header)."""
+
+    def __init__(
+        self, command: str, message: str, kind: ErrorKind = ErrorKind.OTHER, detail: str = "", reason: str = ""
+    ):
         self.command = command
         self.renode_message = message
+        self.kind = kind
+        self.detail = detail or message
+        self.reason = reason
         super().__init__(f"Renode rejected `{command}`: {message}")
 
 

@@ -14,7 +14,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .commands import check_line
 from .errors import RenodeCommandError, RenodeExitedError, RenodeTimeoutError
-from .protocol import MonitorStream, Reply, banner_ready, take_reply
+from .protocol import MonitorStream, Reply, banner_ready, classify_error, take_reply
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class MonitorClient:
         """Run one command; return its output or raise RenodeCommandError with Renode's text."""
         reply = await self.request(command, timeout)
         if reply.error is not None:
-            raise RenodeCommandError(command, reply.error)
+            kind, reason, detail = classify_error(reply.error)
+            raise RenodeCommandError(command, reply.error, kind, detail, reason)
         return reply.output
 
     async def request(self, command: str, timeout: float | None = None) -> Reply:

@@ -14,9 +14,12 @@ import codecs
 import re
 from dataclasses import dataclass, field
 
+from .errors import ErrorKind
+
 IAC, SB, SE = 0xFF, 0xFA, 0xF0
 _NEGOTIATION = {0xFB, 0xFC, 0xFD, 0xFE}  # WILL WONT DO DONT: IAC + verb + option
 _MAX_SUBNEGOTIATION = 1024
+_MAX_ESCAPE = 64
 
 # Error phrases from Renode's sources (Monitor.cs, MonitorCommands.cs, CreationDriver.cs ...): the
 # second check beside the red colour, for --plain output and commands that print without colour.
@@ -25,6 +28,28 @@ ERROR_LINE_RE = re.compile(
     r"Parameters did not match the signature|Bad parameters for command|Could not tokenize here:|"
     r"No such variable:|Could not find (file|device)|Error E\d\d:|Cannot load ELF|Machine .* not found\.)"
 )
+
+
+_HELPER_ERROR_RE = re.compile(r"jumpstarter-error ([a-z-]+): (.*)")
+_DOWNLOAD_RE = re.compile(r"Failed to download ")
+_NO_SUCH_NAME_RE = re.compile(r"Parameters did not match the signature")
+
+
+def classify_error(message: str) -> tuple[ErrorKind, str, str]:
+    """(kind, reason, detail) of a monitor error's text: the one place that reads Renode's error wording.
+
+    Helpers inside Renode refuse with `jumpstarter-error <reason>: <text>` (inside_renode/); Renode's own
+    errors are told by their phrases. `detail` is the line worth quoting.
+    """
+    if m := _HELPER_ERROR_RE.search(message):
+        return ErrorKind.HELPER, m[1], m[2].strip()
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    last = lines[-1] if lines else message
+    if _DOWNLOAD_RE.search(message):
+        return ErrorKind.DOWNLOAD_FAILED, "", last
+    if _NO_SUCH_NAME_RE.search(message):
+        return ErrorKind.NO_SUCH_NAME, "", last
+    return ErrorKind.OTHER, "", last
 
 
 def _is_error_sgr(params: str) -> bool:
@@ -102,7 +127,7 @@ class MonitorStream:
         if verb in _NEGOTIATION:
             return 3 if i + 2 < len(buf) else 0
         if verb == SB:
-            end = buf.find(bytes([IAC, SE]), i + 2)
+            end = buf.find(bytes([IAC, SE]), i + 2, i + _MAX_SUBNEGOTIATION)
             if end >= 0:
                 return end + 2 - i
             # Renode never sends sub-negotiation; an unterminated one is garbage: drop just IAC SB.
@@ -118,12 +143,14 @@ class MonitorStream:
             return i + 2  # two-byte escape (ESC 7, ESC M ...)
         j = i + 2
         while j < len(buf):
+            if j - i >= _MAX_ESCAPE:  # an absurdly long "sequence" is garbage: drop its first bytes
+                return j  # (at a fixed length, so the result never depends on where a read ended)
             if 0x40 <= buf[j] <= 0x7E:
                 return j + 1
             if not 0x20 <= buf[j] <= 0x3F:  # not a CSI parameter byte: malformed, drop what we have
                 return j
             j += 1
-        return None if j - i < 64 else j  # an absurdly long "sequence" is garbage: drop it
+        return None
 
     def _apply_escape(self, seq: bytes) -> None:
         if len(seq) >= 3 and seq[1:2] == b"[" and seq[-1:] == b"m":

@@ -28,8 +28,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
+from . import snapshots
 from .instance import RenodeInstance
-from .process import RenodeProcess
 from .spec import BoardSpec, Firmware, ProcessFiles
 from .uart import UartChannel
 
@@ -73,8 +73,7 @@ class Spare:
     def __init__(self, state: SpareState, log: logging.Logger):
         self.state = state
         self.log = log
-        self.instance: RenodeInstance | None = None
-        self.process: RenodeProcess | None = None  # known from the spawn on: discard() must kill it at once
+        self.instance: RenodeInstance | None = None  # known from the spawn on: discard() must kill it at once
         self.holds: tuple[Path, int] | None = None  # the snapshot (and its version) it holds or loads
         self._wish: tuple[str, tuple[Path, int] | None, dict[str, Firmware]] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -87,7 +86,8 @@ class Spare:
         spare = cls(S.PREPARING, log)
 
         async def prepare() -> None:
-            spare.instance = await RenodeInstance.prepare(spec, channels, log, ProcessFiles.new(), spare._spawned)
+            spare.instance = await RenodeInstance.spawn(spec, channels, log, ProcessFiles.new())
+            await spare.instance.prepare()
 
         spare._run(prepare)
         return spare
@@ -96,7 +96,7 @@ class Spare:
     def recycle(cls, instance: RenodeInstance, log: logging.Logger) -> Spare:
         """A Renode that served a board (powered off now): cleared and built again."""
         spare = cls(S.RECYCLING, log)
-        spare.instance, spare.process = instance, instance.process
+        spare.instance = instance
         spare._run(instance.recycle)
         return spare
 
@@ -106,15 +106,15 @@ class Spare:
     ) -> Spare:
         """A Renode a restore from the spare just replaced: it loads that snapshot to be the next spare."""
         spare = cls(S.LOADING, log)
-        spare.instance, spare.process, spare.holds = instance, instance.process, snapshot
-        spare._run(lambda: instance.load_as_spare(snapshot[0], firmware))
+        spare.instance, spare.holds = instance, snapshot
+        spare._run(lambda: snapshots.load_as_spare(instance, snapshot[0], firmware))
         return spare
 
     # -- what it is ---------------------------------------------------------------------------------
 
     @property
     def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
+        return None if self.instance is None else self.instance.pid
 
     @property
     def alive(self) -> bool:
@@ -171,7 +171,7 @@ class Spare:
             raise SpareError(self.state, "be taken")
         instance = self.instance
         self._set(S.TAKEN)
-        self.instance = self.process = None
+        self.instance = None
         return instance
 
     def discard(self) -> None:
@@ -183,9 +183,7 @@ class Spare:
             self._task.cancel()  # its step stops what it started, and the kill below makes sure
         if self.instance is not None:
             self.instance.kill()
-        elif self.process is not None:
-            self.process.kill()
-        self.instance = self.process = None
+        self.instance = None
         self._set(S.DISCARDED)
 
     # -- the background step -------------------------------------------------------------------------
@@ -195,9 +193,6 @@ class Spare:
             raise SpareError(self.state, f"become {new.value}")
         self.log.debug("spare %s: %s -> %s", self.pid, self.state.value, new.value)
         self.state = new
-
-    def _spawned(self, process: RenodeProcess) -> None:
-        self.process = process
 
     def _want(self, kind: str, snapshot: tuple[Path, int] | None, firmware: dict[str, Firmware]) -> None:
         if not self.alive:
@@ -222,9 +217,10 @@ class Spare:
                     continue  # nothing to clear: it never loaded the snapshot it was once asked to
                 self._set(_WISHES[kind])
                 self.holds = snapshot
-                await (
-                    self.instance.recycle() if kind == "clear" else self.instance.load_as_spare(snapshot[0], firmware)
-                )
+                if kind == "clear":
+                    await self.instance.recycle()
+                else:
+                    await snapshots.load_as_spare(self.instance, snapshot[0], firmware)
                 self._set(_ENDS[self.state])
         except asyncio.CancelledError:
             self.discard()

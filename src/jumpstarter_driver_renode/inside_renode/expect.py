@@ -1,6 +1,6 @@
-# Runs inside Renode's monitor Python (IronPython 2.7), loaded once per process with `include`
-# (before gpio.py, which uses its `Wait`). Keep it valid for Python 2.7 and 3: no f-strings, no
-# keyword-only arguments.
+# Runs inside Renode's monitor Python (IronPython 2.7), loaded once per process with `include`, in the
+# scope the other helpers share (gpio.py uses its `Wait`, all use `Refusal`, when called). Keep it valid
+# for Python 2.7 and 3: no f-strings, no keyword-only arguments.
 #
 # Waits for UART output in virtual time. Each watched UART records what it prints with the virtual
 # time of every character; a wait lets the emulation run until a pattern has been printed or a
@@ -22,6 +22,13 @@ LIVE_WINDOW = 4096  # while the machine runs, a match is looked for in the last 
 LOOK_BEHIND = 256  # ...with this much before them, so `^`, `\b` and lookbehinds see what precedes
 TAIL_LINES = 10
 TIMEOUT_NAME = "jumpstarter-expect timeout"
+
+
+class Refusal(Exception):
+    """A helper's refusal, read by the driver as `jumpstarter-error <reason>: <text>` (protocol.classify_error)."""
+
+    def __init__(self, reason, text):
+        Exception.__init__(self, "jumpstarter-error %s: %s" % (reason, text))
 
 
 # Output is kept one character per byte (latin-1), so patterns are too: a pattern's UTF-8 bytes,
@@ -216,7 +223,7 @@ watches = {}  # (machine, UART name) -> Watch: machines of one emulation may hav
 def _watch(uart_name):
     watch = watches.get((monitor.Machine, uart_name))  # noqa: F821 (set by Renode)
     if watch is None:
-        raise Exception("UART %s is not watched in this machine" % uart_name)
+        raise Refusal("not-watched", "UART %s is not watched in this machine" % uart_name)
     return watch
 
 
@@ -226,7 +233,7 @@ def _terminal(name):
         found, external_name = manager.TryGetName(external)
         if found and external_name == name:
             return external
-    raise Exception("no terminal %s" % name)
+    raise Refusal("no-terminal", "no terminal %s" % name)
 
 
 def mc_jumpstarter_watch(uart_name, terminal_name):

@@ -1,5 +1,5 @@
-# Runs inside Renode's monitor Python (IronPython 2.7) after expect.py, in the same scope (it uses
-# `_terminal`). Keep it valid for Python 2.7 and 3.
+# Runs inside Renode's monitor Python (IronPython 2.7), in the scope expect.py shares (it calls
+# `_terminal`, `Refusal`). Keep it valid for Python 2.7 and 3.
 #
 # Snapshots without the host's PTYs. `Load` re-creates a saved UART terminal at the PTY link of the
 # Renode that saved it, so a second Renode cannot load the snapshot while that one lives, and an
@@ -20,5 +20,5 @@ def mc_jumpstarter_park(terminal_name):
 def mc_jumpstarter_unpark(terminal_name):
     terminal = parked.pop(terminal_name, None)
     if terminal is None:
-        raise Exception("terminal %s is not parked" % terminal_name)
+        raise Refusal("not-parked", "terminal %s is not parked" % terminal_name)  # noqa: F821
     EmulationManager.Instance.CurrentEmulation.ExternalsManager.AddExternal(terminal, terminal_name)  # noqa: F821

@@ -1,4 +1,5 @@
-"""Waiting for UART output in virtual time: the monitor lines and the reply, as pure functions.
+"""Waiting for UART output in virtual time (`expect_output`): the monitor lines and the reply as pure
+functions, and the feature that keeps Renode watching every UART.
 
 The waiting itself happens inside Renode, in `inside_renode/expect.py`, loaded once per process:
 it sees every character a UART prints on the emulation's CPU thread with its virtual time, so the
@@ -10,27 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from importlib import resources
-from pathlib import Path
 
-from .commands import check_name, check_peripheral, path_token
-from .errors import RenodeError
+from ..commands import MAX_VIRTUAL_SECONDS, check_name, check_number, check_peripheral
+from ..errors import RenodeError
+from ..session import wait_limit
+from .base import Board, Feature
 
-MAX_TIMEOUT = 100 * 3600.0  # virtual seconds; like run_for
 MAX_PATTERN = 4096
 MAX_FAIL_ON = 16
-
-
-HELPERS = ("expect.py", "gpio.py", "machine.py", "terminals.py")  # expect.py first: the others use what it defines
-
-
-def helper_script(name: str = "expect.py") -> Path:
-    """A script Renode runs for the driver (a file inside this package, `inside_renode/`)."""
-    return Path(str(resources.files(__package__) / "inside_renode" / name))
-
-
-def include_helpers() -> list[str]:
-    return [f"include {path_token(helper_script(name))}" for name in HELPERS]
 
 
 def forget(peripheral: str) -> str:
@@ -56,10 +44,16 @@ def check_pattern(pattern: str, what: str = "pattern") -> str:
     return pattern
 
 
+def check_fail_on(fail_on: list[str] | None) -> list[str]:
+    if fail_on is None:
+        return []
+    if not isinstance(fail_on, list) or len(fail_on) > MAX_FAIL_ON:
+        raise ValueError(f"fail_on must be a list of at most {MAX_FAIL_ON} regular expressions: {fail_on!r}")
+    return [check_pattern(item, "fail_on pattern") for item in fail_on]
+
+
 def check_timeout(timeout: float) -> float:
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 <= timeout <= MAX_TIMEOUT:
-        raise ValueError(f"timeout must be between 0 and {MAX_TIMEOUT:.0f} virtual seconds: {timeout!r}")
-    return float(timeout)
+    return check_number(timeout, "timeout (virtual seconds)", 0, MAX_VIRTUAL_SECONDS)
 
 
 def _hex(text: str) -> str:
@@ -115,3 +109,53 @@ def parse_reply(output: str) -> ExpectReply:
     if outcome.startswith("fail"):
         outcome, failing = "fail", int(outcome[4:])
     return ExpectReply(outcome, int(m[2]) / 1e9, int(m[3]) / 1e9, _unhex(m[4]), _unhex(m[5]), failing, int(m[6]))
+
+
+class Expect(Feature):
+    """Renode records every UART's output with its virtual time, for `expect_output`."""
+
+    helpers = ("expect.py",)
+
+    async def prepare(self, board: Board) -> None:
+        await self._watch(board)  # after the consoles: a watch counts what the UART's terminal delivers
+
+    async def _watch(self, board: Board) -> None:
+        for uart in board.spec.uarts:
+            await board.session.on(uart.machine, watch(uart.peripheral, uart.terminal))
+
+    async def park(self, board: Board, replacing: bool) -> None:
+        await board.session.execute("jumpstarter_unhook")  # `Save` fails on a Python handler in a terminal
+
+    async def unpark(self, board: Board, replaced: bool) -> None:
+        if not replaced:  # the same machines: their watches listen again (a Load's machines get new ones)
+            await board.session.execute("jumpstarter_hook")
+
+    async def after_load(self, board: Board) -> None:
+        await self._watch(board)
+
+    async def before_reset(self, board: Board, machine: str) -> None:
+        """Match what the board prints from now on, not the last boot (before: the new boot prints at once)."""
+        for uart in board.spec.uarts:
+            if uart.machine == machine:
+                await board.session.on(machine, forget(uart.peripheral))
+
+
+async def wait(
+    board: Board, console: str, pattern: str, fail_on: list[str], timeout: float, host_timeout: float
+) -> ExpectReply:
+    """Let the emulation run until `pattern` is printed on `console` (see `expect_output`); the run state
+    stays. Input written to the console before the call reaches the UART before the machine runs."""
+    uart = next(uart for uart in board.spec.uarts if uart.key == console)
+    written = board.channels[console].written
+    line = expect_command(uart.peripheral, pattern, fail_on, timeout, host_timeout, written)
+    limit = wait_limit(board.spec.command_timeout, host_timeout)
+    reply = parse_reply(await board.session.on_wait(uart.machine, line, limit))
+    if reply.delivered < written:
+        board.log.warning(
+            "%s: Renode had received %d of the %d input bytes written when the wait began: the rest reached "
+            "the firmware later than the virtual time of the call",
+            console,
+            reply.delivered,
+            written,
+        )
+    return reply

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from jumpstarter.driver import Driver, export
 
-from .commands import check_peripheral
-from .errors import RenodeError
-from .expect import MAX_TIMEOUT, check_timeout
-
-if TYPE_CHECKING:
-    from .driver import Renode
+from ..commands import MAX_VIRTUAL_SECONDS, check_number, check_peripheral
+from ..errors import ErrorKind, RenodeCommandError, RenodeError, RenodeStartError
+from ..session import wait_limit
+from ..spec import BoardSpec, MachineSpec
+from .base import Board, Feature, Root
+from .expect import check_timeout
 
 EDGES = ("rising", "falling")
 DEFAULT_WAIT = 3600.0  # virtual seconds, when a wait gives no timeout (gpiod's clients pass None)
@@ -73,16 +72,51 @@ def _wait_timeout(timeout: float | None) -> float:
     return DEFAULT_WAIT if timeout is None else check_timeout(timeout)
 
 
+class Gpio(Feature):
+    """Every configured button and LED exists and is of its kind, or power-on fails naming it."""
+
+    helpers = ("gpio.py",)
+
+    @staticmethod
+    def children(root: Root, machine: MachineSpec, spec: BoardSpec) -> dict[str, Driver]:
+        buttons = {
+            name: RenodeButton(parent=root, machine=machine.name, peripheral=peripheral)
+            for name, peripheral in machine.buttons.items()
+        }
+        leds = {
+            name: RenodeLed(parent=root, machine=machine.name, peripheral=peripheral, label=name)
+            for name, peripheral in machine.leds.items()
+        }
+        return buttons | leds
+
+    async def prepare(self, board: Board) -> None:
+        for machine in board.spec.machines:
+            for kind, peripherals in (("button", machine.buttons), ("led", machine.leds)):
+                for name, peripheral in peripherals.items():
+                    try:
+                        await board.session.on(machine.name, check(peripheral, kind))
+                    except RenodeCommandError as exc:
+                        if exc.kind is not ErrorKind.HELPER:
+                            raise
+                        what = f"{'button' if kind == 'button' else 'LED'} `{name}`"
+                        if board.spec.several:
+                            what += f" of machine `{machine.name}`"
+                        raise RenodeStartError(f"{what}: {exc.detail}") from exc
+
+
 @dataclass(kw_only=True)
 class _GpioChild(Driver):
-    parent: Renode
+    parent: Root
     machine: str
     peripheral: str
 
     async def _run(self, line: str, action: str, waits: bool = False) -> GpioReply:
-        async with self.parent.target.instance(action) as instance:
-            run = instance.on_wait if waits else instance.on
-            return parse_reply(await run(self.machine, line, _limit(self.parent, waits)))
+        parent = self.parent
+        async with parent.target.instance(action) as board:
+            if waits:
+                limit = wait_limit(parent.command_timeout, parent.expect_host_timeout)
+                return parse_reply(await board.session.on_wait(self.machine, line, limit))
+            return parse_reply(await board.session.on(self.machine, line, parent.command_timeout))
 
 
 @dataclass(kw_only=True)
@@ -91,7 +125,7 @@ class RenodeButton(_GpioChild):
 
     @classmethod
     def client(cls) -> str:
-        return "jumpstarter_driver_renode.client.RenodeButtonClient"
+        return "jumpstarter_driver_renode.gpio_client.RenodeButtonClient"
 
     @export
     async def on(self) -> None:
@@ -114,8 +148,7 @@ class RenodeButton(_GpioChild):
 
         A paused board runs for the press and stays paused at the release; a running one keeps running.
         """
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds <= MAX_TIMEOUT:
-            raise ValueError(f"seconds must be between 0 and {MAX_TIMEOUT:.0f} (virtual): {seconds!r}")
+        seconds = check_number(seconds, "seconds (virtual)", 0, MAX_VIRTUAL_SECONDS, above=True)
         line = button_hold(self.peripheral, seconds, self.parent.expect_host_timeout)
         reply = await self._run(line, "press a button", waits=True)
         if reply.outcome == "host-timeout":
@@ -131,7 +164,7 @@ class RenodeLed(_GpioChild):
 
     @classmethod
     def client(cls) -> str:
-        return "jumpstarter_driver_renode.client.RenodeLedClient"
+        return "jumpstarter_driver_renode.gpio_client.RenodeLedClient"
 
     @export
     async def read_pin(self) -> int:
@@ -168,11 +201,6 @@ class RenodeLed(_GpioChild):
         if edge_type not in EDGES:
             raise ValueError(f"edge_type must be one of {', '.join(EDGES)}: {edge_type!r}")
         return await self._wait(edge_type, timeout, f"show a {edge_type} edge")
-
-
-def _limit(parent: Renode, waits: bool) -> float:
-    """How long Renode may take to answer: a wait runs the board (twice the host limit: run, then pause)."""
-    return 2 * parent.expect_host_timeout + parent.command_timeout if waits else parent.command_timeout
 
 
 def _host_limit(reply: GpioReply) -> str:

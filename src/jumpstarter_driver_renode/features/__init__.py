@@ -1,0 +1,19 @@
+"""Board features, each one module: see `base.Feature` for the hooks. `FEATURES` is the order their steps
+run in (park runs in reverse): consoles before hubs (hubs are created after the UART terminals) and
+before the expect watches (a watch counts what a terminal delivers); extra commands before the firmware
+loads; GDB servers once the images are in."""
+
+from __future__ import annotations
+
+from .base import Feature
+from .consoles import Consoles
+from .expect import Expect
+from .extra import ExtraCommands
+from .flasher import Flasher
+from .gdb import Gdb
+from .gpio import Gpio
+from .hubs import Hubs
+
+FEATURES: tuple[type[Feature], ...] = (Consoles, Hubs, Expect, Gpio, ExtraCommands, Flasher, Gdb)
+
+__all__ = ["FEATURES", "Feature"]
