@@ -12,6 +12,7 @@ from jumpstarter.client.flasher import PathBuf
 from jumpstarter_driver_composite.client import CompositeClient
 from jumpstarter_driver_pyserial.client import PySerialClient
 
+from .bounded import bound
 from .errors import ExpectError, ExpectFailed, ExpectTimeout
 
 
@@ -242,14 +243,20 @@ class RenodeClient(MachineCalls, CompositeClient):
         return base
 
 
+WHOLE_TAIL = "the whole output is the error's `tail`"
+
+
 def _expect_error(reply: dict, pattern: str, timeout: float, uart: str, fail_on: list[str]) -> ExpectError:
     tail = reply["tail"]
     last = f"; last output on {uart}:\n{tail}" if tail else f"; {uart} printed nothing since the previous match"
     if reply["outcome"] == "fail":
         failing = fail_on[int(reply["failing"])]
         return ExpectFailed(
-            f"{failing!r} (fail_on) appeared on {uart} at virtual time {reply['time']:.6f} s before {pattern!r}: "
-            f"{reply['matched']!r}{last}",
+            bound(
+                f"{failing!r} (fail_on) appeared on {uart} at virtual time {reply['time']:.6f} s before {pattern!r}: "
+                f"{reply['matched']!r}{last}",
+                whole=WHOLE_TAIL,
+            ),
             pattern,
             reply["time"],
             tail,
@@ -262,7 +269,9 @@ def _expect_error(reply: dict, pattern: str, timeout: float, uart: str, fail_on:
         )
     else:
         why = f"it did not appear within {timeout} s of virtual time (now {reply['now']:.6f} s)"
-    return ExpectTimeout(f"waiting for {pattern!r} on {uart}: {why}{last}", pattern, reply["now"], tail)
+    return ExpectTimeout(
+        bound(f"waiting for {pattern!r} on {uart}: {why}{last}", whole=WHOLE_TAIL), pattern, reply["now"], tail
+    )
 
 
 class RenodeMachineClient(MachineCalls, CompositeClient):

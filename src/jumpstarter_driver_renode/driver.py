@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, StrictInt, StrictStr
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from . import commands
+from .bounded import BoundedErrors
 from .config import (
     MAIN_CONSOLE,
     Backlog,
@@ -135,7 +136,7 @@ class MachineCalls:
 
 
 @pydantic_dataclass(kw_only=True, config=ConfigDict(arbitrary_types_allowed=True, extra="forbid"))
-class Renode(MachineCalls, Driver):
+class Renode(MachineCalls, BoundedErrors, Driver):
     """A board emulated by Renode (or several, `machines`), described entirely by the exporter config.
 
     The board-level keys of a one-machine target are checked as a `MachineConfig` (config.py).
@@ -339,7 +340,7 @@ def add_machine_children(root: Renode, owner: Driver, machine: MachineSpec) -> N
 
 
 @dataclass(kw_only=True)
-class RenodeMachine(MachineCalls, Driver):
+class RenodeMachine(MachineCalls, BoundedErrors, Driver):
     """One machine of a multi-machine target: flasher, consoles, GDB, buttons, LEDs, reset and UART calls."""
 
     root: Renode
@@ -356,7 +357,7 @@ class RenodeMachine(MachineCalls, Driver):
 
 
 @dataclass(kw_only=True)
-class RenodePower(PowerInterface, Driver):
+class RenodePower(BoundedErrors, PowerInterface, Driver):
     parent: Renode
 
     @export

@@ -14,6 +14,11 @@ class RenodeError(Exception):
     """Base class for everything that goes wrong while driving Renode."""
 
 
+def quoted(command: str, limit: int = 200) -> str:
+    """A command as error messages quote it: whole if short, else its start (what follows matters more)."""
+    return command if len(command) <= limit else f"{command[:limit]}... ({len(command)} characters)"
+
+
 class ErrorKind(enum.Enum):
     """What a monitor error means to the driver (recognised once, by `protocol.classify_error`)."""
 
@@ -36,7 +41,7 @@ class RenodeCommandError(RenodeError):
         self.kind = kind
         self.detail = detail or message
         self.reason = reason
-        super().__init__(f"Renode rejected `{command}`: {message}")
+        super().__init__(f"Renode rejected `{quoted(command)}`: {message}")
 
 
 class RenodeTimeoutError(RenodeError):

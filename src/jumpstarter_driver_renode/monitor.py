@@ -13,7 +13,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from .commands import check_line
-from .errors import RenodeCommandError, RenodeExitedError, RenodeTimeoutError
+from .errors import RenodeCommandError, RenodeExitedError, RenodeTimeoutError, quoted
 from .protocol import MonitorStream, Reply, banner_ready, classify_error, take_reply
 
 logger = logging.getLogger(__name__)
@@ -86,13 +86,13 @@ class MonitorClient:
             try:
                 await self._send.send(command.encode() + b"\n")  # exactly one Enter
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                self._fail(f"could not send `{command}`: {exc}")
+                self._fail(f"could not send `{quoted(command)}`: {exc}")
                 raise RenodeExitedError(self._with_exit(self._broken or "")) from exc
             with anyio.move_on_after(limit) as scope:
                 while (reply := take_reply(self._stream, command)) is None:
                     await self._read_more(command)
             if scope.cancelled_caught:
-                self._fail(f"Renode did not answer `{command}` within {limit:g}s")
+                self._fail(f"Renode did not answer `{quoted(command)}` within {limit:g}s")
                 raise RenodeTimeoutError(self._with_exit(self._broken or ""))
             self.log.debug("monitor -> %r", reply)
             self.prompt = reply.prompt
@@ -102,7 +102,7 @@ class MonitorClient:
         try:
             data = await self._receive.receive(65536)
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError) as exc:
-            self._fail(f"Renode closed the monitor while running `{command}`")
+            self._fail(f"Renode closed the monitor while running `{quoted(command)}`")
             if self._on_eof is not None:
                 await self._on_eof()
             raise RenodeExitedError(self._with_exit(self._broken or "")) from exc

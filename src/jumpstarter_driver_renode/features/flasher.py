@@ -17,6 +17,7 @@ from pathlib import Path
 from jumpstarter.driver import Driver, FlasherInterface, export
 
 from .. import commands
+from ..bounded import BoundedErrors
 from ..errors import FirmwareError, RenodeCommandError, RenodeError, RenodeStartError
 from ..firmware import detect_format, image_entry
 from ..spec import BoardSpec, BootCpu, Firmware, MachineSpec
@@ -142,7 +143,7 @@ class Flasher(Feature):
 
 
 @dataclass(kw_only=True)
-class RenodeFlasher(FlasherInterface, Driver):
+class RenodeFlasher(BoundedErrors, FlasherInterface, Driver):
     parent: Root
     machine: str
 

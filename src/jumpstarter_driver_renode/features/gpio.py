@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from jumpstarter.driver import Driver, export
 
+from ..bounded import BoundedErrors
 from ..commands import MAX_VIRTUAL_SECONDS, check_number, check_peripheral
 from ..errors import ErrorKind, RenodeCommandError, RenodeError, RenodeStartError
 from ..session import wait_limit
@@ -105,7 +106,7 @@ class Gpio(Feature):
 
 
 @dataclass(kw_only=True)
-class _GpioChild(Driver):
+class _GpioChild(BoundedErrors, Driver):
     parent: Root
     machine: str
     peripheral: str
