@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,9 +307,11 @@ class RenodeProcess:
             self._close_transport()
 
     def kill(self) -> None:
-        """Synchronous, non-blocking: for close(), which must not wait on the event loop thread."""
+        """Synchronous, non-blocking: for close(), which must not wait on the event loop thread. The process
+        is reaped before its event loop ends (`Reaper`)."""
         self._signal_group(signal.SIGKILL)
         self._close_transport()
+        Reaper.keep(self)
 
     def _close_transport(self) -> None:
         # asyncio's Process has no public close(). Close the pipes now rather than in a finalizer that may
@@ -325,3 +328,58 @@ class RenodeProcess:
                 pipe.close()
         if self.process.returncode is not None:
             transport.close()
+
+
+class Reaper:
+    """Processes killed without waiting (`RenodeProcess.kill`), reaped before their event loop ends.
+
+    asyncio's child watcher hands a child's exit to the loop that started it; a child that exits after that
+    loop closed makes it log `Loop <...> that handles pid N is closed` (seen at the end of the main job on
+    real Renode, whose Mono process takes a moment to die). So each loop gets a keeper task that, when the
+    loop ends and cancels it, waits (bounded) for the processes killed on that loop.
+    """
+
+    _reapers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Reaper] = weakref.WeakKeyDictionary()
+    TIMEOUT = 2.0  # seconds the end of a loop waits for its killed processes (SIGKILLed: milliseconds)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._killed: set[RenodeProcess] = set()
+        self._keeper = keeper_task(loop, self._keep(), "renode-reaper")
+
+    @classmethod
+    def keep(cls, process: RenodeProcess) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: nothing will be told about the child's exit
+        reaper = cls._reapers.get(loop)
+        if reaper is None or reaper._keeper.done():
+            reaper = cls._reapers[loop] = cls(loop)
+        reaper._killed = {p for p in reaper._killed if p.returncode is None}  # a long-lived exporter kills many
+        if process.returncode is None:
+            reaper._killed.add(process)
+
+    async def _keep(self) -> None:
+        try:
+            await asyncio.get_running_loop().create_future()  # until the loop ends and cancels it
+        finally:
+            await reap(self._killed)
+
+
+def keeper_task(loop: asyncio.AbstractEventLoop, coro, name: str) -> asyncio.Task:
+    """A task that waits until its loop ends. A loop shut down properly (asyncio.run, anyio.run) cancels it,
+    which runs its clean-up; a loop that is only abandoned (`jmp shell` leaves its exporter's loop at exit)
+    destroys it pending, and asyncio's "Task was destroyed but it is pending!" would then be logged while
+    Python shuts down: a stray traceback at the end of a clean session, with nothing left to clean."""
+    task = loop.create_task(coro, name=name)
+    task._log_destroy_pending = False  # asyncio's own switch for that message (CPython's Task has it)
+    return task
+
+
+async def reap(processes: set[RenodeProcess] | list[RenodeProcess], timeout: float = Reaper.TIMEOUT) -> None:
+    """Wait until `processes` (killed) are reaped, at most `timeout` seconds in all."""
+    waiting = [asyncio.ensure_future(p.process.wait()) for p in list(processes) if p.returncode is None]
+    if waiting:
+        await asyncio.wait(waiting, timeout=timeout)
+        for future in waiting:
+            future.cancel()

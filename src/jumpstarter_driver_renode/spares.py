@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import snapshots
 from .instance import RenodeInstance
+from .process import keeper_task, reap
 from .spec import BoardSpec, Firmware, ProcessFiles
 from .uart import UartChannel
 
@@ -266,7 +267,7 @@ class SparePool:
 
     def __init__(self) -> None:
         self._spares: dict[str, list[Spare]] = {}
-        self._keeper = asyncio.get_running_loop().create_task(self._keep(), name="renode-spare-pool")
+        self._keeper = keeper_task(asyncio.get_running_loop(), self._keep(), "renode-spare-pool")
 
     @classmethod
     def here(cls) -> SparePool | None:
@@ -307,4 +308,6 @@ class SparePool:
         try:
             await asyncio.get_running_loop().create_future()  # until the loop ends and cancels it
         finally:
+            processes = [s.instance.process for spares in self._spares.values() for s in spares if s.instance]
             self.discard_all()
+            await reap(processes)  # before the loop closes (see process.Reaper)
