@@ -29,14 +29,19 @@ def jmp_shell(cwd: Path, script: str, timeout: float) -> str:
     return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
 
 
-@pytest.mark.timeout(420)  # the session is one `j` process per step: a loaded host needs more than 120 s
-def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
-    """The README's `j` commands in `jmp shell`, on the stand-in and on the `renode` on PATH."""
+def example_config(backend, tmp_path: Path) -> None:
+    """examples/exporter.yaml as tmp_path/exporter.yaml, its targets on `backend`."""
     config = yaml.safe_load(EXAMPLE.read_text())
     for entry in config["export"].values():
         if backend.standin:
             entry["config"]["renode_path"] = str(STANDIN)
     (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.timeout(420)  # the session is one `j` process per step: a loaded host needs more than 120 s
+def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
+    """The README's `j` commands in `jmp shell`, on the stand-in and on the `renode` on PATH."""
+    example_config(backend, tmp_path)
     fw = firmware()
     (tmp_path / "fw.elf").write_bytes(fw.elf.read_bytes())
     # Jumpstarter 0.9's `console pipe` can hang if SIGINT arrives while it is still connecting (seen on
@@ -88,4 +93,18 @@ def test_jmp_shell_session_with_the_two_board_example(backend, tmp_path, firmwar
     times = re.findall(r"^\d+\.\d{9}$", out.replace("\r", ""), re.MULTILINE)
     assert len(times) == 5, out  # banners, bus line, release, button line: each at its virtual time
     assert "several machines (a, b)" in out and re.search(r"root expect exit [1-9]", out), out
+    assert no_renode_left()
+
+
+CLASS_EXAMPLE = EXAMPLE.parent / "test_jumpstarter_class.py"
+
+
+@pytest.mark.timeout(420)
+def test_the_jumpstarter_test_class_example_passes_inside_jmp_shell(backend, tmp_path, firmware):
+    """examples/test_jumpstarter_class.py, as its docstring runs it, against examples/exporter.yaml."""
+    example_config(backend, tmp_path)
+    fw = firmware()
+    script = f"FIRMWARE={fw.elf} {sys.executable} -m pytest -p no:cacheprovider -q {CLASS_EXAMPLE}"
+    out = jmp_shell(tmp_path, script, backend.timeout(120, 300))
+    assert re.search(r"^3 passed in ", out, re.MULTILINE), out  # `jmp shell` exits 0 whatever pytest did
     assert no_renode_left()

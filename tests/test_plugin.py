@@ -27,6 +27,17 @@ def _no_lease(monkeypatch):
     monkeypatch.delenv("JUMPSTARTER_HOST", raising=False)
 
 
+INNER_INI = "asyncio_default_fixture_loop_scope = function\n"
+
+
+@pytest.fixture
+def pytester(pytester):
+    """Inner runs have an ini of their own: pytest-asyncio (jumpstarter-testing's dependency) warns when its
+    loop scope is unset, and this suite takes a warning for a failure."""
+    pytester.makeini("[pytest]\n" + INNER_INI)
+    return pytester
+
+
 def exporter_yaml(export: dict[str, dict]) -> str:
     lines = [
         "apiVersion: jumpstarter.dev/v1alpha1",
@@ -97,6 +108,7 @@ def test_ini_paths_are_relative_to_the_ini_file_and_command_line_wins(pytester):
             renode_boot_pattern = Hello
             """
         )
+        + INNER_INI
     )
     pytester.makepyfile(
         test_settings=f"""

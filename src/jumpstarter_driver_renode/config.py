@@ -105,22 +105,20 @@ def _script(script: str) -> str:
     return script
 
 
-def _child(name: str) -> str:
-    commands.check_name(name, "child name")
-    if name in RESERVED_CHILDREN:
-        raise ValueError(f"{name!r} clashes with a built-in child, client method or command; pick another name")
-    return name
+def _unreserved(what: str):
+    """A check for names that become children (and client attributes, and `j` subcommands)."""
+
+    def check(name: str) -> str:
+        commands.check_name(name, what)
+        if name in RESERVED_CHILDREN:
+            raise ValueError(f"{what} {name!r} clashes with a built-in child, client method or command; pick another")
+        return name
+
+    return check
 
 
 def _line(line: str) -> str:
     return commands.check_line(line, "extra_commands entry")
-
-
-def _machine_key(name: str) -> str:
-    commands.check_name(name, "machines key")
-    if name in RESERVED_CHILDREN:
-        raise ValueError(f"machines key {name!r} clashes with a built-in child, client method or command")
-    return name
 
 
 def _hub_key(name: str) -> str:
@@ -133,10 +131,10 @@ def _hub_key(name: str) -> str:
 Platform = Annotated[str, AfterValidator(_platform)]
 Script = Annotated[str, AfterValidator(_script)]
 Peripheral = Annotated[str, AfterValidator(commands.check_peripheral)]
-ChildName = Annotated[str, AfterValidator(_child)]
+ChildName = Annotated[str, AfterValidator(_unreserved("child name"))]
 MonitorLine = Annotated[str, AfterValidator(_line)]
 LoadAddress = Annotated[StrictStr | StrictInt, AfterValidator(commands.parse_address)]
-MachineKey = Annotated[str, AfterValidator(_machine_key)]
+MachineKey = Annotated[str, AfterValidator(_unreserved("machines key"))]
 HubKey = Annotated[str, AfterValidator(_hub_key)]
 
 

@@ -185,7 +185,7 @@ class Target:
             if instance is not None:
                 await instance.stop()
         finally:
-            if instance is not None and instance.process.returncode is None:
+            if instance is not None and not instance.session.exited:
                 self._set(TargetState.FAILED)  # still alive after SIGKILL (stuck in the kernel): close() retries
             else:
                 self._instance = None
