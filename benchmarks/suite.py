@@ -87,7 +87,7 @@ class Ours(Side):
             return elapsed
 
     def direct_monitor(self, driver):
-        return driver.target.renode.monitor.execute
+        return driver.target.renode.session.execute
 
     def running(self, driver) -> bool:
         return driver.target.renode is not None
