@@ -8,11 +8,12 @@ States and transitions (the only ones `Target` makes; anything else is a bug and
                                                   └── Renode died, hung ──▶ FAILED ──power off / on──┘
 
 - OFF: no Renode process. An image flashed now is stored and loaded by the next power-on.
-- STARTING: `RenodeInstance.start` is bringing the board up; a failure stops what it started.
-- ON: Renode answers; the emulation inside is running or paused (`RenodeInstance.running`).
+- STARTING: a spare is finished or `RenodeInstance.start` brings a new Renode up; a failure stops it.
+- ON: Renode answers; the emulation inside is running or paused (`RenodeSession.running`).
 - FAILED: the process exited or its monitor timed out or broke. Every call fails at once with how it
   ended (exit status, stderr and log tail) until `power off` or the next `power on` cleans it up.
-- STOPPING: `quit`, then SIGTERM, then SIGKILL to the process group, always reaped.
+- STOPPING: the board paused and its Renode made a spare (warm start), or SIGKILL to the process group,
+  always reaped.
 
 Every call that needs Renode goes through `Target.instance()`, under one lock: one lifecycle change or
 monitor call at a time per target. `kill()` is for `close()` at the end of a lease: synchronous, no

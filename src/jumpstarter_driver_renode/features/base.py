@@ -1,9 +1,11 @@
 """What a board feature is: one capability (consoles, firmware, GDB, buttons and LEDs, hubs, ...) with its
-steps on the Renode side and its children on the driver side. The session and the lifecycle call these
-hooks for every feature in `FEATURES` order and never learn a feature's name.
+steps on the Renode side and its children on the driver side. The core (instance.py, snapshots.py) calls
+these hooks for every feature in `FEATURES` order and never learns a feature's name.
 
 Renode side, on a `Board` (one Renode process serving, or ready to serve, one target):
 
+    helpers      scripts of inside_renode/ the feature needs, included once per Renode build
+    relays       ports inside Renode's private network namespace, reached through a Unix socket
     prepare      a new or cleared Renode, machines created, nothing run yet (a warm spare stops here)
     finish       at power-on: before the emulation starts
     park/unpark  around `Save` and `Load`: take out what a snapshot must not hold, and put it back
@@ -18,7 +20,7 @@ Renode side, on a `Board` (one Renode process serving, or ready to serve, one ta
     release      the process stops serving the target (power off, end of lease): let go of its resources
     teardown     the process is going away (synchronous: `close()` uses it); after `release`
 
-Driver side: `children(root, machine)`, the children a machine gets for this feature.
+Driver side: `children(root, machine, spec)`, the children a machine gets for this feature.
 """
 
 from __future__ import annotations
