@@ -16,6 +16,9 @@ A platform's single GPIO links (platforms.py) say which button drives which port
 What a firmware does with the pins is machines.py's part.
 """
 
+from errors import CommandError, SignatureMismatch
+from tokens import parse_bool
+
 BUTTON = "Miscellaneous.Button"
 LED = "Miscellaneous.LED"
 
@@ -108,3 +111,52 @@ class Gpios:
         gpios.leds = {n: Led.from_state(led) for n, led in st["leds"].items()}
         gpios.links = [list(link) for link in st["links"]]
         return gpios
+
+
+# Miscellaneous.Button's methods without parameters (Button.cs); members of Button.cs / LED.cs the stand-in
+# does not model (the others are no member at all).
+BUTTON_METHODS = ("Press", "Release", "Toggle", "PressAndRelease", "Reset")
+GPIO_UNMODELLED = ("IRQ", "OnGPIO", "GetMachine")
+
+
+class GpioCommands:
+    """The monitor's commands on a button or an LED (a mixin of monitor.Monitor)."""
+
+    def gpio_command(self, toks, periph, path, typ, w):
+        """Members of a Miscellaneous.Button or Miscellaneous.LED (gpios.py). Measured on 1.16.1: the
+        methods print nothing, a property prints `True`/`False`, and a value after a read-only property
+        is ignored (MonitorCommands.cs: it is set only if settable, else read)."""
+        m = self.current
+        member, args = toks[1].value, toks[2:]
+        header = "There was an error executing command '%s'" % self.command_text(toks)
+        if typ == BUTTON:
+            button = m.gpios.buttons[periph]
+            if member in BUTTON_METHODS:
+                if args:
+                    raise SignatureMismatch([("Void", member, [])])
+                try:
+                    m.button(periph, member)
+                except Exception as e:  # a Python StateChanged handler failed
+                    raise CommandError(header, str(e) or type(e).__name__)  # noqa: B904 - the monitor prints this text instead
+                return True
+            if member == "ReleaseOnReset" and args:
+                value = parse_bool(args[0].value)
+                if value is None:
+                    raise CommandError(header, "Could not convert %s to Boolean" % args[0].text)
+                button.release_on_reset = value
+                return True
+            values = {"Pressed": button.pressed, "Inverted": button.inverted, "ReleaseOnReset": button.release_on_reset}
+        else:
+            led = m.gpios.leds[periph]
+            if member == "Reset":
+                if args:
+                    raise SignatureMismatch([("Void", member, [])])
+                led.reset()
+                return True
+            values = {"State": led.state}
+        if member in values:
+            w.value("True" if values[member] else "False")
+            return True
+        if member in GPIO_UNMODELLED:
+            raise CommandError(header, "stand-in: peripheral members are not modelled")
+        self.no_member(toks, path)

@@ -26,6 +26,10 @@ Read from Renode 1.16.1's sources (renode-infrastructure add012af):
   peripheral, so nothing can join them, and frames are not modelled.
 """
 
+from errors import CommandError, SignatureMismatch
+from tokens import parse_bool
+from versions import C_GREEN, C_YELLOW
+
 QUANTUM_NS = 100_000  # TimeSourceBase.DefaultQuantum: 100 us between synced states
 
 # kind -> (Type.Name, .NET namespace, peripheral type prefixes the hub's AttachTo accepts, "already" message)
@@ -119,3 +123,104 @@ def transmit(machine, periph, data, now_ns):
     for hub in list(machine.emu.hubs.values()):
         if (machine, periph) in hub.members:
             hub.transmit(machine, periph, data, now_ns)
+
+
+# `emulation Create*` (the EmulationExtensions of UARTHub.cs, CANHub.cs, Switch.cs) as the monitor lists them
+CREATE_METHODS = {
+    "CreateUARTHub": [("Void", "CreateUARTHub", [("String", "name", None), ("Boolean", "loopback", "False")])],
+    "CreateCANHub": [
+        (
+            "Void",
+            "CreateCANHub",
+            [
+                ("String", "name", None),
+                ("Boolean", "loopback", "False"),
+                ("Boolean", "useNetworkByteOrderForLogging", "True"),
+            ],
+        )
+    ],
+    "CreateSwitch": [("Void", "CreateSwitch", [("String", "name", None)])],
+}
+
+# A UART hub's methods as the monitor lists them (measured on 1.16.1: `bus` alone, UARTHub.cs and its extensions)
+HUB_METHODS = [
+    ("Void", "AttachTo", [("IUART<Byte>", "uart", None)]),
+    ("Void", "DebugLog", [("String", "message", None)]),
+    ("Void", "DetachFrom", [("IUART<Byte>", "uart", None)]),
+    ("Void", "ErrorLog", [("String", "message", None)]),
+    ("Void", "InfoLog", [("String", "message", None)]),
+    ("Void", "Log", [("LogLevel", "type", None), ("String", "message", None)]),
+    ("Void", "NoisyLog", [("String", "message", None)]),
+    ("Void", "Pause", []),
+    ("Void", "Resume", []),
+    ("Void", "Start", []),
+    ("Void", "WarningLog", [("String", "message", None)]),
+]
+
+
+class HubCommands:
+    """The monitor's hub commands (a mixin of monitor.Monitor): a hub's own members, and its creation."""
+
+    def hub_command(self, toks, hub, w):
+        """A hub's members (UARTHub.cs): the bare name lists them (measured on 1.16.1 for a UART hub);
+        IsPaused, Start / Resume / Pause, AttachTo / DetachFrom (the connector's calls)."""
+        name = toks[0].value
+        if len(toks) == 1 and hub.kind == "UART":
+            self.print_methods(name, HUB_METHODS, w)
+            w.writeline("\nThe following properties are available:")
+            w.write(" - ")
+            w.write("Boolean", C_GREEN)
+            w.writeline(" IsPaused")
+            w.write("     available for ")
+            w.write("'get'", C_YELLOW)
+            w.writeline()
+            w.writeline("\n\rUsage:")
+            w.write(" - ")
+            w.write("get", C_YELLOW)
+            w.writeline(": %s PropertyName" % name)
+            w.write(" - ")
+            w.write("set", C_YELLOW)
+            w.writeline(": %s PropertyName Value" % name)
+            w.writeline()
+            return True
+        member = toks[1].value if len(toks) > 1 else None
+        args = toks[2:]
+        if member == "IsPaused":  # read-only: a value after it is ignored
+            w.value("False" if hub.started else "True")
+            return True
+        if member in ("Start", "Resume", "Pause") and not args:
+            with self.emu.lock:
+                hub.started = member != "Pause"
+            return True
+        if member in ("AttachTo", "DetachFrom") and len(args) == 1 and hub.kind == "UART":
+            found = self.element_of(args[0])
+            if found is None or not isinstance(found[1], tuple) or not hub.accepts(found[1][0].periphs[found[1][1]][0]):
+                raise SignatureMismatch([m for m in HUB_METHODS if m[1] == member])
+            with self.emu.lock:
+                problem = hub.attach(*found[1]) if member == "AttachTo" else hub.detach(*found[1])
+            if problem:
+                raise CommandError("There was an error executing command '%s'" % self.command_text(toks), problem)
+            return True
+        if member is None or member in {m[1] for m in HUB_METHODS}:
+            raise CommandError(
+                "There was an error executing command '%s'" % self.command_text(toks),
+                "stand-in: this member of a hub is not modelled",
+            )
+        self.no_member(toks, name)
+
+    def create_hub(self, meth, args, toks):
+        """emulation CreateUARTHub "name" [loopback] / CreateCANHub "name" [loopback] [byteOrder] /
+        CreateSwitch "name" (hubs.py)."""
+        limit = {"CreateUARTHub": 2, "CreateCANHub": 3, "CreateSwitch": 1}[meth]
+        if not 1 <= len(args) <= limit or args[0].kind not in ("str", "word"):
+            raise SignatureMismatch(CREATE_METHODS[meth])
+        flags = [parse_bool(a.value) for a in args[1:]]
+        if None in flags:
+            raise SignatureMismatch(CREATE_METHODS[meth])
+        name = args[0].value
+        if self.external_taken(name):
+            raise CommandError("There was an error executing command '%s'" % self.command_text(toks), NAME_TAKEN)
+        kind = {"CreateUARTHub": "UART", "CreateCANHub": "CAN", "CreateSwitch": "Switch"}[meth]
+        self.emu.hubs[name] = Hub(name, kind, bool(flags and flags[0]))
+        self.emu.external_names.append(name)
+        return True

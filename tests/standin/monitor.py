@@ -1,7 +1,6 @@
 """Monitor (infra src/Emulator/Extensions/UserInterface/Monitor.cs, MonitorCommands.cs, Commands/)."""
 
 import hashlib
-import json
 import os
 
 import tempfiles
@@ -9,17 +8,18 @@ from cpu import Cpu, project_banner
 from downloads import DownloadFailed, FileFetcher
 from errors import CommandError, Quit, SignatureMismatch
 from faults import runfor_delay
-from gpios import BUTTON, LED
-from hubs import KINDS, NAME_TAKEN, Hub
+from gpios import BUTTON, LED, GpioCommands
+from hubs import CREATE_METHODS, KINDS, NAME_TAKEN, Hub, HubCommands
 from loaders import elf_info, parse_hex
 from logs import LEVEL_NAMES, LEVELS, LOG
-from machines import SNAPSHOT_MAGIC, Emulation, Firmware, GdbServer, Machine
+from machines import Emulation, Firmware, GdbServer, Machine
 from paths import LAUNCH_CWD, ROOT
 from platforms import cpu_arch, parse_repl
 from pyengine import PythonEngine
+from snapshots import SNAPSHOT_METHODS, SnapshotCommands
 from terminals import PtyTerminal
 from tokens import Tok, fmt_time, parse_bool, parse_number, parse_time, resolve_at_path, tokenize
-from versions import C_DARKRED, C_DARKYELLOW, C_ERR, C_GREEN, C_RESET, C_YELLOW, IS_116, banner_version
+from versions import C_DARKRED, C_DARKYELLOW, C_ERR, C_GREEN, C_RESET, IS_116, banner_version
 
 METHODS = {
     # object -> method -> signature listing used by PrintMonitorInfo (MonitorCommands.cs)
@@ -50,19 +50,6 @@ METHODS = {
         ("Void", "Disconnect", [("IConnectable", "connector", None), ("IEmulationElement", "connectee", None)]),
     ],
     # infra Peripherals/UART/UARTHub.cs, Tools/Network/CANHub.cs, Tools/Network/Switch.cs (extension methods)
-    "CreateUARTHub": [("Void", "CreateUARTHub", [("String", "name", None), ("Boolean", "loopback", "False")])],
-    "CreateCANHub": [
-        (
-            "Void",
-            "CreateCANHub",
-            [
-                ("String", "name", None),
-                ("Boolean", "loopback", "False"),
-                ("Boolean", "useNetworkByteOrderForLogging", "True"),
-            ],
-        )
-    ],
-    "CreateSwitch": [("Void", "CreateSwitch", [("String", "name", None)])],
     "CreateUartPtyTerminal": [
         (
             "Void",
@@ -89,10 +76,10 @@ METHODS = {
         ),
     ],
     "LoadPlatformDescription": [("Void", "LoadPlatformDescription", [("String", "platformDescriptionFile", None)])],
-    "Save": [("Void", "Save", [("String", "path", None)])],
-    "Load": [("Void", "Load", [("ReadFilePath", "path", None)])],
     "Reset": [("Void", "Reset", [])],
 }
+METHODS.update(CREATE_METHODS)
+METHODS.update(SNAPSHOT_METHODS)
 if IS_116:
     # The listing real 1.16.1 printed for `sysbus LoadBinary @/etc/hostname` (console transcripts).
     METHODS["LoadBinary"] = [
@@ -108,26 +95,6 @@ if IS_116:
             ],
         )
     ]
-
-# A UART hub's methods as the monitor lists them (measured on 1.16.1: `bus` alone, UARTHub.cs and its extensions)
-HUB_METHODS = [
-    ("Void", "AttachTo", [("IUART<Byte>", "uart", None)]),
-    ("Void", "DebugLog", [("String", "message", None)]),
-    ("Void", "DetachFrom", [("IUART<Byte>", "uart", None)]),
-    ("Void", "ErrorLog", [("String", "message", None)]),
-    ("Void", "InfoLog", [("String", "message", None)]),
-    ("Void", "Log", [("LogLevel", "type", None), ("String", "message", None)]),
-    ("Void", "NoisyLog", [("String", "message", None)]),
-    ("Void", "Pause", []),
-    ("Void", "Resume", []),
-    ("Void", "Start", []),
-    ("Void", "WarningLog", [("String", "message", None)]),
-]
-
-# Miscellaneous.Button's methods without parameters (Button.cs); members of Button.cs / LED.cs the stand-in
-# does not model (the others are no member at all).
-BUTTON_METHODS = ("Press", "Release", "Toggle", "PressAndRelease", "Reset")
-GPIO_UNMODELLED = ("IRQ", "OnGPIO", "GetMachine")
 
 BUILTINS = {
     # name: (aliases, description)
@@ -154,7 +121,7 @@ BUILTINS = {
 ALIASES = {a: n for n, (al, _) in BUILTINS.items() for a in al}
 
 
-class Monitor:
+class Monitor(HubCommands, GpioCommands, SnapshotCommands):
     def __init__(self, plain):
         self.plain = plain
         self.emu = Emulation()
@@ -649,53 +616,6 @@ class Monitor:
             "%s does not provide a field, method or property %s." % (objname, toks[1].value),
         )
 
-    def hub_command(self, toks, hub, w):
-        """A hub's members (UARTHub.cs): the bare name lists them (measured on 1.16.1 for a UART hub);
-        IsPaused, Start / Resume / Pause, AttachTo / DetachFrom (the connector's calls)."""
-        name = toks[0].value
-        if len(toks) == 1 and hub.kind == "UART":
-            self.print_methods(name, HUB_METHODS, w)
-            w.writeline("\nThe following properties are available:")
-            w.write(" - ")
-            w.write("Boolean", C_GREEN)
-            w.writeline(" IsPaused")
-            w.write("     available for ")
-            w.write("'get'", C_YELLOW)
-            w.writeline()
-            w.writeline("\n\rUsage:")
-            w.write(" - ")
-            w.write("get", C_YELLOW)
-            w.writeline(": %s PropertyName" % name)
-            w.write(" - ")
-            w.write("set", C_YELLOW)
-            w.writeline(": %s PropertyName Value" % name)
-            w.writeline()
-            return True
-        member = toks[1].value if len(toks) > 1 else None
-        args = toks[2:]
-        if member == "IsPaused":  # read-only: a value after it is ignored
-            w.value("False" if hub.started else "True")
-            return True
-        if member in ("Start", "Resume", "Pause") and not args:
-            with self.emu.lock:
-                hub.started = member != "Pause"
-            return True
-        if member in ("AttachTo", "DetachFrom") and len(args) == 1 and hub.kind == "UART":
-            found = self.element_of(args[0])
-            if found is None or not isinstance(found[1], tuple) or not hub.accepts(found[1][0].periphs[found[1][1]][0]):
-                raise SignatureMismatch([m for m in HUB_METHODS if m[1] == member])
-            with self.emu.lock:
-                problem = hub.attach(*found[1]) if member == "AttachTo" else hub.detach(*found[1])
-            if problem:
-                raise CommandError("There was an error executing command '%s'" % self.command_text(toks), problem)
-            return True
-        if member is None or member in {m[1] for m in HUB_METHODS}:
-            raise CommandError(
-                "There was an error executing command '%s'" % self.command_text(toks),
-                "stand-in: this member of a hub is not modelled",
-            )
-        self.no_member(toks, name)
-
     def emulation_command(self, toks, w):  # noqa: C901 - one branch per emulation member
         if len(toks) < 2:
             w.writeline("\nThe following methods are available:")
@@ -753,23 +673,6 @@ class Monitor:
     def external_taken(self, name):
         """ExternalsManager.AddExternal: terminals and hubs share one namespace."""
         return name in self.emu.terminals or name in self.emu.hubs
-
-    def create_hub(self, meth, args, toks):
-        """emulation CreateUARTHub "name" [loopback] / CreateCANHub "name" [loopback] [byteOrder] /
-        CreateSwitch "name" (hubs.py)."""
-        limit = {"CreateUARTHub": 2, "CreateCANHub": 3, "CreateSwitch": 1}[meth]
-        if not 1 <= len(args) <= limit or args[0].kind not in ("str", "word"):
-            raise SignatureMismatch(METHODS[meth])
-        flags = [parse_bool(a.value) for a in args[1:]]
-        if None in flags:
-            raise SignatureMismatch(METHODS[meth])
-        name = args[0].value
-        if self.external_taken(name):
-            raise CommandError("There was an error executing command '%s'" % self.command_text(toks), NAME_TAKEN)
-        kind = {"CreateUARTHub": "UART", "CreateCANHub": "CAN", "CreateSwitch": "Switch"}[meth]
-        self.emu.hubs[name] = Hub(name, kind, bool(flags and flags[0]))
-        self.emu.external_names.append(name)
-        return True
 
     def element_of(self, tok):
         """MonitorCommands.ConvertValue to IEmulationElement: a peripheral of the current machine (its path,
@@ -1087,127 +990,3 @@ class Monitor:
             "There was an error executing command '%s'" % self.command_text(toks),
             "stand-in: peripheral members are not modelled",
         )
-
-    def gpio_command(self, toks, periph, path, typ, w):
-        """Members of a Miscellaneous.Button or Miscellaneous.LED (gpios.py). Measured on 1.16.1: the
-        methods print nothing, a property prints `True`/`False`, and a value after a read-only property
-        is ignored (MonitorCommands.cs: it is set only if settable, else read)."""
-        m = self.current
-        member, args = toks[1].value, toks[2:]
-        header = "There was an error executing command '%s'" % self.command_text(toks)
-        if typ == BUTTON:
-            button = m.gpios.buttons[periph]
-            if member in BUTTON_METHODS:
-                if args:
-                    raise SignatureMismatch([("Void", member, [])])
-                try:
-                    m.button(periph, member)
-                except Exception as e:  # a Python StateChanged handler failed
-                    raise CommandError(header, str(e) or type(e).__name__)  # noqa: B904 - the monitor prints this text instead
-                return True
-            if member == "ReleaseOnReset" and args:
-                value = parse_bool(args[0].value)
-                if value is None:
-                    raise CommandError(header, "Could not convert %s to Boolean" % args[0].text)
-                button.release_on_reset = value
-                return True
-            values = {"Pressed": button.pressed, "Inverted": button.inverted, "ReleaseOnReset": button.release_on_reset}
-        else:
-            led = m.gpios.leds[periph]
-            if member == "Reset":
-                if args:
-                    raise SignatureMismatch([("Void", member, [])])
-                led.reset()
-                return True
-            values = {"State": led.state}
-        if member in values:
-            w.value("True" if values[member] else "False")
-            return True
-        if member in GPIO_UNMODELLED:
-            raise CommandError(header, "stand-in: peripheral members are not modelled")
-        self.no_member(toks, path)
-
-    # -- snapshots (infra src/Emulator/Main/Core/EmulationManager.cs Save/Load) --------------
-    def emu_Save(self, toks, w):
-        if len(toks) != 2 or toks[1].kind not in ("path", "str"):
-            raise SignatureMismatch(METHODS["Save"])
-        path = toks[1].value
-        if not os.path.isabs(path):
-            path = os.path.join(os.getcwd(), path)
-        # ObtainPausedState: the state is serialized paused, so a loaded snapshot starts paused.
-        was = self.emu.started
-        self.emu.pause()
-        try:
-            # Measured on 1.16.1: a Python handler on a terminal's CharReceived, or an action a Python
-            # script scheduled (ScheduleAction) and that has not run yet, cannot be serialized. A UART's
-            # CharReceived is not serialized, so handlers there are no obstacle. Derived from the sources,
-            # not measured: a Button's StateChanged is serialized too (an LED's is [Transient]).
-            if (
-                any(t.handlers for t in self.emu.terminals.values())
-                or any(m.actions for m in self.emu.machines.values())
-                or any(b.handlers for m in self.emu.machines.values() for b in m.gpios.buttons.values())
-            ):
-                raise CommandError(
-                    "There was an error executing command '%s'" % self.command_text(toks),
-                    "Error encountered during saving: Pointer or ThreadLocal or SpinLock encountered during "
-                    "serialization. In order to obtain detailed information including the class path that led "
-                    "here, please use the reflection-based version of the serializer.",
-                    "Hint: Set 'serialization-mode = Reflection' in the Renode config file for detailed information.",
-                )
-            with open(path, "w") as f:
-                json.dump({"magic": SNAPSHOT_MAGIC, "version": banner_version(), "emulation": self.emu.to_state()}, f)
-        except OSError as e:
-            raise CommandError("There was an error executing command '%s'" % self.command_text(toks), str(e))  # noqa: B904 - the monitor prints this text instead
-        finally:
-            if was:
-                self.emu.start()
-        return True
-
-    def emu_Load(self, toks, w):
-        """Load = deserialize a new Emulation, then replace (and dispose) the current one.
-
-        Derived from sources (1.14, infra EmulationManager.Load + CurrentEmulation setter; renode
-        UartPtyTerminal.cs): deserialization runs UartPtyTerminal's [PostDeserialization]
-        Initialize(), which opens a NEW PTY and re-creates the symlink BEFORE the old emulation
-        is disposed. So: (1) if the old terminal's link still exists and forceCreate was false,
-        Load fails (deserialization error wrapping "File `X' already exists...") and the current
-        emulation stays; (2) with forceCreate=true the new PTY survives and stays connected to
-        its UART, but disposing the old terminal then deletes the link path, so the symlink is
-        gone; (3) after `Clear` (or with no PTY terminals) the terminals come back with a new
-        PTY at the same link. The snapshot is taken paused, so the emulation is paused after
-        Load; machine selection, variables and macros are cleared (Monitor.cs EmulationChanged).
-        Hubs come back with their connections ([PostDeserialization] in UARTHub.cs), stopped until the
-        emulation runs again (measured on 1.16.1: `bus IsPaused` True after Load, and lines are forwarded
-        again after `start`).
-        """
-        if len(toks) != 2 or toks[1].kind not in ("path", "str"):
-            raise SignatureMismatch(METHODS["Load"])
-        path = resolve_at_path(toks[1].value) if toks[1].kind == "path" else toks[1].value
-        if not os.path.isfile(path):
-            raise SignatureMismatch(METHODS["Load"])
-        err = "There was an error executing command '%s'" % self.command_text(toks)
-        try:
-            with open(path) as f:
-                snap = json.load(f)
-            if snap.get("magic") != SNAPSHOT_MAGIC:
-                raise ValueError
-        except (ValueError, OSError, UnicodeDecodeError):
-            raise CommandError(err, "There was an error when deserializing the emulation: WrongMagic")  # noqa: B904 - the monitor prints this text instead
-        try:
-            new = Emulation.from_state(snap["emulation"])
-        except CommandError as e:
-            raise CommandError(  # noqa: B904 - the monitor prints this text instead
-                err,
-                "There was an error when deserializing the emulation: StreamCorrupted",
-                " Underlying exception: %s" % e.lines[0],
-                "  at Antmicro.Renode.Backends.Terminals.UartPtyTerminal.CreateSymlink ()",
-            )
-        if snap.get("version") != banner_version():
-            LOG.log(
-                "WARNING",
-                "Version of deserialized emulation (%s) does not match current one %s. Things may go awry!"
-                % (snap.get("version"), banner_version()),
-            )
-        self.emu.dispose()
-        self.reset_monitor_state(new)
-        return True
