@@ -21,7 +21,7 @@ DEFAULT_UART = "sysbus.uart0"
 DEFAULT_MACHINE = "machine-0"
 
 # A child's name is also an attribute of the client and a `j` subcommand: it must not hide either.
-# `tests/test_cli.py` checks that every public attribute of the clients is listed here.
+# `tests/test_layout.py` checks that every public attribute of the clients is listed here.
 RESERVED_CHILDREN = frozenset(
     {"power", "flasher", MAIN_CONSOLE, "gdb"}
     | {"pause", "resume", "run-for", "time", "expect", "write", "snapshot", "log", "monitor", "reset"}  # CLI
