@@ -90,8 +90,10 @@ def test_the_deploy_exporter_config_serves_leases_through_jmp_run(backend, tmp_p
         exporter.send_signal(signal.SIGINT)  # as systemd's stop and `podman stop` end it
         try:
             exporter.wait(timeout=30)
-        finally:
+        except subprocess.TimeoutExpired:
             exporter.kill()
+            exporter.wait(timeout=30)
+            raise
     assert no_renode_left()
 
 

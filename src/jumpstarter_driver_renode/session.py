@@ -142,15 +142,6 @@ class RenodeSession:
     async def execute(self, command: str, timeout: float | None = None) -> str:
         return await self.monitor.execute(command, timeout)
 
-    async def execute_wait(self, command: str, timeout: float) -> str:
-        """A command that runs the board until something happens (bounded by its host time limit).
-
-        Shielded: a client that gives up mid-wait (Ctrl-C) must not leave Renode answering a command
-        nobody reads, or the next command would take that answer, time out, and fail the target.
-        """
-        with anyio.CancelScope(shield=True):
-            return await self.monitor.execute(command, timeout)
-
     async def on(self, machine: str, command: str, timeout: float | None = None) -> str:
         """Run a command with `machine` selected (the prompt says which one is)."""
         name = self.names[machine]
@@ -159,7 +150,11 @@ class RenodeSession:
         return await self.monitor.execute(command, timeout)
 
     async def on_wait(self, machine: str, command: str, timeout: float) -> str:
-        """`on` for a command that runs the board until something happens (see `execute_wait`)."""
+        """`on` for a command that runs the board until something happens (bounded by its host time limit).
+
+        Shielded: a client that gives up mid-wait (Ctrl-C) must not leave Renode answering a command
+        nobody reads, or the next command would take that answer, time out, and fail the target.
+        """
         with anyio.CancelScope(shield=True):
             return await self.on(machine, command, timeout)
 
