@@ -32,6 +32,16 @@ PLATFORM = {
 
 BANNER_PREFIX = "BOOT jumpstarter-renode-fw board="
 
+# Other builds of a board's firmware (README.md): variant -> (source, extra compiler flags, flash origin).
+VARIANTS = {
+    "stm32f4": {
+        "counter": ("main.c", ["-DBOOT_COUNTER"], None),  # boot counter in flash, `reboot`
+        "bootloader": ("bootloader.c", [], None),  # starts the application at APP_ADDRESS
+        "app": ("main.c", [], 0x08020000),  # the plain firmware, linked for the bootloader
+    },
+}
+APP_ADDRESS = 0x08020000
+
 HERE = Path(__file__).resolve().parent
 
 _BUILD_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -116,7 +126,17 @@ def _ensure_toolchain(board: str) -> None:
 
 
 def _inputs(board: str) -> list[Path]:
-    return [HERE / board / "main.c", HERE / board / "link.ld", HERE / "common" / "console.h", Path(__file__).resolve()]
+    return [*sorted((HERE / board).iterdir()), HERE / "common" / "console.h", Path(__file__).resolve()]
+
+
+def _variant(board: str, variant: str) -> tuple[str, list[str], int | None]:
+    if not variant:
+        return "main.c", [], None
+    try:
+        return VARIANTS[board][variant]
+    except KeyError:
+        known = ", ".join(VARIANTS.get(board, {})) or "none"
+        raise FirmwareBuildError(f"unknown variant {variant!r} of {board} (known: {known})") from None
 
 
 def _run(cmd: list[str]) -> None:
@@ -130,16 +150,18 @@ def _run(cmd: list[str]) -> None:
         )
 
 
-def build(board: str, out_dir: Path, build_id: str = "dev") -> dict[str, Path]:
-    """Build `board`'s firmware into out_dir/<board>-<build_id>.{elf,hex,bin}; return those paths.
+def build(board: str, out_dir: Path, build_id: str = "dev", variant: str = "") -> dict[str, Path]:
+    """Build `board`'s firmware into out_dir/<board>[-<variant>]-<build_id>.{elf,hex,bin}; return those paths.
 
     Does nothing if all three are newer than the sources, linker script and this file.
     """
     prefix, _, arch_flags = _tools(board)
+    source, flags, origin = _variant(board, variant)
     if not isinstance(build_id, str) or not _BUILD_ID.fullmatch(build_id):
         raise FirmwareBuildError(f"bad build id {build_id!r}: use 1-32 of A-Z a-z 0-9 _ -")
     out_dir = Path(out_dir).absolute()  # the compiler runs in HERE: a relative path would land there
-    outputs = {kind: out_dir / f"{board}-{build_id}.{kind}" for kind in ("elf", "hex", "bin")}
+    name = f"{board}-{variant}" if variant else board
+    outputs = {kind: out_dir / f"{name}-{build_id}.{kind}" for kind in ("elf", "hex", "bin")}
 
     newest_input = max(path.stat().st_mtime_ns for path in _inputs(board))
     try:
@@ -151,20 +173,29 @@ def build(board: str, out_dir: Path, build_id: str = "dev") -> dict[str, Path]:
     _ensure_toolchain(board)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Build in a private directory and move the results in: concurrent builds never see half a file.
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{board}-{build_id}-") as tmp:
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{name}-{build_id}-") as tmp:
         tmp_out = {kind: Path(tmp) / path.name for kind, path in outputs.items()}
+        script = HERE / board / "link.ld"
+        if origin is not None:  # the same layout, linked to start at `origin` in flash
+            text = script.read_text()
+            moved = re.sub(r"(FLASH \(rx\)\s*: ORIGIN = )0x[0-9A-Fa-f]+", rf"\g<1>0x{origin:08X}", text)
+            if moved == text:
+                raise FirmwareBuildError(f"{script} has no FLASH origin to move")
+            script = Path(tmp) / "link.ld"
+            script.write_text(moved)
         _run(
             [
                 prefix + "gcc",
                 *arch_flags,
                 *_CFLAGS,
+                *flags,
                 f'-DBUILD_ID="{build_id}"',
                 f"-ffile-prefix-map={HERE}=.",
                 "-T",
-                str(HERE / board / "link.ld"),
+                str(script),
                 "-o",
                 str(tmp_out["elf"]),
-                str(HERE / board / "main.c"),
+                str(HERE / board / source),
             ]
         )
         _run([prefix + "objcopy", "-O", "ihex", str(tmp_out["elf"]), str(tmp_out["hex"])])

@@ -82,15 +82,16 @@ class ProjectFirmware:
 
 @pytest.fixture(scope="session")
 def firmware(tmp_path_factory):
-    """`firmware(board="stm32f4", build_id="test")`: the project's firmware, built once per session."""
+    """`firmware(board="stm32f4", build_id="test", variant="")`: the project's firmware, built once per session
+    (variants: firmware/build.py VARIANTS)."""
     out = tmp_path_factory.mktemp("firmware")
     built: dict[tuple[str, str], ProjectFirmware] = {}
 
-    def get(board: str = "stm32f4", build_id: str = "test") -> ProjectFirmware:
-        if (board, build_id) not in built:
-            paths = firmware_build.build(board, out, build_id)
-            built[board, build_id] = ProjectFirmware(board, build_id, paths["elf"], paths["hex"], paths["bin"])
-        return built[board, build_id]
+    def get(board: str = "stm32f4", build_id: str = "test", variant: str = "") -> ProjectFirmware:
+        if (board, build_id, variant) not in built:
+            paths = firmware_build.build(board, out, build_id, variant)
+            built[board, build_id, variant] = ProjectFirmware(board, build_id, paths["elf"], paths["hex"], paths["bin"])
+        return built[board, build_id, variant]
 
     return get
 

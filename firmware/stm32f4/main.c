@@ -65,6 +65,9 @@
 #define SCB_ICSR     REG(0xE000ED04)
 #define ICSR_PENDSTCLR (1u << 25)
 
+#define SCB_AIRCR    REG(0xE000ED0C)
+#define AIRCR_SYSRESETREQ (0x05FAu << 16 | 1u << 2) /* VECTKEY, then request a system reset */
+
 #define SYST_CSR REG(0xE000E010)
 #define SYST_RVR REG(0xE000E014)
 #define SYST_CVR REG(0xE000E018)
@@ -97,8 +100,14 @@ static void usart_init(uint32_t base)
 }
 
 static void bus_send(const char *s, uint32_t n);
+#ifdef BOOT_COUNTER
+static void reboot_on(const char *s, uint32_t n);
+/* The counter build also resets itself on the line "reboot" (after its echo). */
+#define CONSOLE_LINE_HOOK(s, n) (bus_send(s, n), reboot_on(s, n))
+#else
 /* Every console line goes to the bus after its echo and command handling (console.h). */
 #define CONSOLE_LINE_HOOK(s, n) bus_send(s, n)
+#endif
 
 static void ticker_start(void)
 {
@@ -116,6 +125,10 @@ static void ticker_stop(void)
 }
 
 #include "../common/console.h"
+
+#ifdef BOOT_COUNTER
+#include "boot_counter.h"
+#endif
 
 static uint32_t button_down; /* last state reported on the console */
 
@@ -222,6 +235,9 @@ void reset_handler(void)
     button_led_init();
 
     console_banner();
+#ifdef BOOT_COUNTER
+    boot_counter_update();
+#endif
     NVIC_ISER(USART2_IRQ / 32) = 1u << (USART2_IRQ % 32);
     NVIC_ISER(USART3_IRQ / 32) = 1u << (USART3_IRQ % 32);
     NVIC_ISER(EXTI0_IRQ / 32) = 1u << (EXTI0_IRQ % 32);

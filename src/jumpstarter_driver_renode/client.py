@@ -301,10 +301,35 @@ class RenodeFlasherClient(FlasherClient):
         with _driver_error_unwrapped():
             return super().dump(path, **kwargs)
 
+    def erase(self) -> None:
+        """Erase the machine's flash (it reads 0xFF) and forget its images; a running board is reset."""
+        self.call("erase")
+
+    def cut_power_at(self, operation: int, timeout: float = 10.0) -> bool:
+        """Run until the firmware's `operation`th flash operation from now (program or erase) and cut the
+        target's power just before it takes effect; False if fewer came within `timeout` virtual seconds."""
+        return self.call("cut_power_at", operation, timeout)
+
     def cli(self):
         @driver_click_group(self)
         def base():
-            """Renode firmware loader (ELF, Intel HEX, raw binary)"""
+            """Renode firmware loader (ELF, Intel HEX, raw binary) and flash"""
+
+        @base.command()
+        def erase():
+            """Erase the flash (blank: reads 0xFF)"""
+            self.erase()
+            click.echo("erased")
+
+        @base.command("cut-power-at")
+        @click.argument("operation", type=int)
+        @click.option("--timeout", default=10.0, show_default=True, help="Virtual seconds to wait for it")
+        def cut_power_at(operation, timeout):
+            """Cut power at the firmware's OPERATION-th flash operation from now"""
+            if self.cut_power_at(operation, timeout):
+                click.echo(f"power cut at flash operation {operation}")
+            else:
+                click.echo(f"fewer than {operation} flash operations within {timeout:g} s: nothing cut")
 
         @base.command()
         @click.argument("file")

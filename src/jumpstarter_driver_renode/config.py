@@ -149,6 +149,7 @@ class MachineConfig:
     buttons: dict[ChildName, Peripheral] = Field(default_factory=dict)
     leds: dict[ChildName, Peripheral] = Field(default_factory=dict)
     load_address: LoadAddress | None = None
+    non_volatile: list[Peripheral] | None = None
     extra_commands: list[MonitorLine] = Field(default_factory=list)
     gdb_port: Port | None = None
 
@@ -178,6 +179,7 @@ class MachineConfig:
             extra_commands=tuple(self.extra_commands),
             gdb_port=None if self.gdb_port is None else (self.gdb_port or free_port),
             load_address=self.load_address,
+            non_volatile=None if self.non_volatile is None else tuple(self.non_volatile),
         )
 
 
@@ -208,7 +210,18 @@ class HubConfig:
 
 
 # Keys of a one-machine target that a multi-machine target sets per machine instead.
-MACHINE_KEYS = ("platform", "script", "uart", "uarts", "buttons", "leds", "load_address", "gdb_port", "machine_name")
+MACHINE_KEYS = (
+    "platform",
+    "script",
+    "uart",
+    "uarts",
+    "buttons",
+    "leds",
+    "load_address",
+    "non_volatile",
+    "gdb_port",
+    "machine_name",
+)
 
 
 def machine_specs(config) -> tuple[MachineSpec, ...]:
@@ -228,6 +241,7 @@ def machine_specs(config) -> tuple[MachineSpec, ...]:
             buttons=config.buttons,
             leds=config.leds,
             load_address=config.load_address,
+            non_volatile=config.non_volatile,
             gdb_port=config.gdb_port,
         )
         return (board.spec(name, GDB_PORT_IN_NAMESPACE),)

@@ -70,8 +70,8 @@ class MachineCalls:
 
     @export
     async def reset_machine(self) -> None:
-        """Reset the machine in place (`machine Reset`): the firmware restarts from its image (on a
-        multi-machine root: every machine, one after the other).
+        """Reset the machine in place (`machine Reset`): the firmware boots again from its reset vector, with
+        its flash as it was (on a multi-machine root: every machine, one after the other).
 
         :raises RenodeStateError: the target is off.
         """
@@ -156,6 +156,7 @@ class Renode(MachineCalls, BoundedErrors, Driver):
     allow_raw_monitor: bool = False
     renode_path: str | None = None
     load_address: StrictStr | StrictInt | None = None
+    non_volatile: list[str] | None = None  # memories whose contents persist (default: where the image is)
     startup_timeout: Timeout = 60.0
     command_timeout: Timeout = 30.0
     console_backlog: Backlog = DEFAULT_BACKLOG
@@ -223,6 +224,10 @@ class Renode(MachineCalls, BoundedErrors, Driver):
             firmware.path.unlink(missing_ok=True)
             raise
         return firmware.kind
+
+    async def erase_flash(self, machine: str) -> None:
+        """Erase the machine's flash (blank, no images): now if on, else before the next power-on."""
+        await self._target.store_firmware(machine, None)
 
     # -- exported calls ---------------------------------------------------------------------------
 

@@ -69,25 +69,28 @@ def check_elf_header(head: bytes, size: int) -> tuple[int, int, int, bool, str]:
     return phoff, phentsize, phnum, is64, endian
 
 
-def check_elf_segments(path: Path, size: int) -> None:
-    """Every segment the program headers describe must lie inside the file (a cut-off upload does not)."""
+def _elf_segments(path: Path, size: int) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """The ELF's entry point and its program headers as (type, file offset, physical address, file size)."""
     with path.open("rb") as f:
         head = f.read(64)
         phoff, phentsize, phnum, is64, endian = check_elf_header(head, size)
         f.seek(phoff)
         table = f.read(phentsize * phnum)
+    entry = struct.unpack_from(endian + ("Q" if is64 else "I"), head, 24)[0]
+    segments = []
     for index in range(phnum):
-        entry = table[index * phentsize : (index + 1) * phentsize]
+        item = table[index * phentsize : (index + 1) * phentsize]
         if is64:
-            offset, filesz = (
-                struct.unpack_from(endian + "Q", entry, 8)[0],
-                struct.unpack_from(endian + "Q", entry, 32)[0],
-            )
+            kind, _, offset, _, paddr, filesz = struct.unpack_from(endian + "IIQQQQ", item, 0)
         else:
-            offset, filesz = (
-                struct.unpack_from(endian + "I", entry, 4)[0],
-                struct.unpack_from(endian + "I", entry, 16)[0],
-            )
+            kind, offset, _, paddr, filesz = struct.unpack_from(endian + "IIIII", item, 0)
+        segments.append((kind, offset, paddr, filesz))
+    return entry, segments
+
+
+def check_elf_segments(path: Path, size: int) -> None:
+    """Every segment the program headers describe must lie inside the file (a cut-off upload does not)."""
+    for index, (_, offset, _, filesz) in enumerate(_elf_segments(path, size)[1]):
         if offset + filesz > size:
             raise FirmwareError(
                 f"ELF image is truncated: segment {index} ends at byte {offset + filesz}, the file has {size}"
@@ -96,21 +99,30 @@ def check_elf_segments(path: Path, size: int) -> None:
 
 @dataclass(frozen=True)
 class Entry:
-    """Where a BIN or HEX image starts. `sysbus LoadBinary`/`LoadHEX` only write memory: unlike `LoadELF`
-    they leave the CPU's entry alone, and the board halts at reset (measured on Renode 1.16.1)."""
+    """Where an image starts, as the hardware boots it. The driver sets it on the boot CPU at power-on and in
+    the `reset` macro: `sysbus LoadBinary`/`LoadHEX` leave the CPU's entry alone, and a reset forgets what
+    `LoadELF` guessed (measured on Renode 1.16.1)."""
 
-    vector_table: int  # Cortex-M: the image's first address holds the initial SP and reset vector
+    vector_table: int  # the image's first address: a Cortex-M reads its initial SP and reset vector there
     start: int  # other cores: the first instruction
 
 
+PT_LOAD = 1
+
+
 def image_entry(path: Path, kind: str, address: int | None) -> Entry | None:
-    """The entry of a BIN (its load address) or HEX image (start record, else first address); None for ELF."""
-    if kind == "bin" and address is not None:
-        return Entry(address, address)
+    """The entry of a BIN (its load address), HEX (start record, else first address) or ELF image (lowest
+    loaded physical address, and its entry point); None for a BIN without an address."""
+    if kind == "bin":
+        return None if address is None else Entry(address, address)
     if kind == "hex":
         layout = read_intel_hex(path)
         return Entry(layout.lowest, layout.lowest if layout.start is None else layout.start)
-    return None
+    entry, segments = _elf_segments(path, path.stat().st_size)
+    loaded = [paddr for kind, _, paddr, filesz in segments if kind == PT_LOAD and filesz]
+    if not loaded:
+        raise FirmwareError("ELF image has no loadable segment with data: nothing to load")
+    return Entry(min(loaded), entry)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from . import commands
 from .errors import ErrorKind, RenodeCommandError, RenodeStartError
 from .features import FEATURES, Feature
 from .features.base import helper_script
+from .flashstore import FlashStore
 from .monitor import selected_machine
 from .session import RenodeSession
 from .spec import BoardSpec, Firmware, MachineSpec, ProcessFiles
@@ -60,7 +61,8 @@ class RenodeInstance:
     channels: dict[str, UartChannel]  # the target's UART channels (a spare holds those of its last target)
     log: logging.Logger = logger
     workdir: Path | None = None  # the target's directory while this Renode serves one (its log is renode.log)
-    firmware: dict[str, Firmware] = field(default_factory=dict)  # machine -> its image
+    firmware: dict[str, Firmware] = field(default_factory=dict)  # machine -> the image it boots
+    flash: FlashStore | None = None  # the target's images and flash contents, from power-on
     features: list[Feature] = field(default_factory=_new_features)
     raw_used: bool = False  # a raw monitor command ran here: what it changed outside the emulation may last
     reuses: int = 0  # emulations cleared or replaced in this process (Renode's memory grows with each)
@@ -114,7 +116,7 @@ class RenodeInstance:
         spec: BoardSpec,
         workdir: Path,
         channels: dict[str, UartChannel],
-        firmware: dict[str, Firmware],
+        flash: FlashStore,
         log: logging.Logger = logger,
     ) -> RenodeInstance:
         """A cold power-on: a new Renode, prepared and finished at once (logging to renode.log from the start)."""
@@ -122,7 +124,7 @@ class RenodeInstance:
         instance = await cls.spawn(spec, channels, log, files)
         await instance.prepare()
         instance.workdir = workdir
-        await instance.finish(firmware)
+        await instance.finish(flash)
         return instance
 
     async def prepare(self) -> None:
@@ -135,9 +137,9 @@ class RenodeInstance:
 
         await self.stop_on_failure(steps())
 
-    async def finish(self, firmware: dict[str, Firmware]) -> None:
-        """The fast half of a power-on: every feature finished (consoles read, images loaded...), started."""
-        self.firmware = dict(firmware)
+    async def finish(self, flash: FlashStore) -> None:
+        """The fast half of a power-on: every feature finished (consoles read, flash and images...), started."""
+        self.flash, self.firmware = flash, flash.boot_images()
 
         async def steps() -> None:
             for feature in self.features:
@@ -216,7 +218,7 @@ class RenodeInstance:
             self.reuses += 1
             await self.session.execute("Clear", timeout=self.spec.startup_timeout)
             self.session.running, self.session.names = False, {}
-            self.firmware, self.features = {}, _new_features()
+            self.firmware, self.flash, self.features = {}, None, _new_features()
             files = self.files
             files.own_log.unlink(missing_ok=True)
             self.session.files, self.workdir = dataclasses.replace(files, log=files.own_log), None
@@ -224,10 +226,18 @@ class RenodeInstance:
 
         await self.stop_on_failure(steps())
 
-    async def reflash(self, machine: str, firmware: Firmware) -> None:
-        """The machine's image changed while on: load it now (the features say how)."""
+    async def reflash(self, machine: str, firmware: Firmware | None) -> None:
+        """An image flashed (None: the flash erased) while on: written now, the machine reset (the features
+        say how)."""
+        assert self.flash is not None
+        self.firmware = self.flash.boot_images()
         for feature in self.features:
             await feature.reflash(self, machine, firmware)
+
+    async def power_off(self) -> None:
+        """The board is paused and stops serving the target: each feature keeps what outlives it (flash)."""
+        for feature in self.features:
+            await feature.power_off(self)
 
     async def reset(self, machine: str) -> None:
         """`machine Reset`, after each feature got ready for it."""

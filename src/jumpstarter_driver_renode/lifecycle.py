@@ -7,13 +7,14 @@ States and transitions (the only ones `Target` makes; anything else is a bug and
                          └── start failed ────────┼──▶ OFF             │ (cleaned up first)
                                                   └── Renode died, hung ──▶ FAILED ──power off / on──┘
 
-- OFF: no Renode process. An image flashed now is stored and loaded by the next power-on.
+- OFF: no Renode process. An image flashed now is stored and written into flash by the next power-on;
+  the flash contents saved at the last power off wait in the target's directory (flashstore.py).
 - STARTING: a spare is finished or `RenodeInstance.start` brings a new Renode up; a failure stops it.
 - ON: Renode answers; the emulation inside is running or paused (`RenodeSession.running`).
 - FAILED: the process exited or its monitor timed out or broke. Every call fails at once with how it
   ended (exit status, stderr and log tail) until `power off` or the next `power on` cleans it up.
-- STOPPING: the board paused and its Renode made a spare (warm start), or SIGKILL to the process group,
-  always reaped.
+- STOPPING: the board paused, its non-volatile memory saved, then its Renode made a spare (warm start) or
+  killed (SIGKILL to the process group), always reaped.
 
 Every call that needs Renode goes through `Target.instance()`, under one lock: one lifecycle change or
 monitor call at a time per target. `kill()` is for `close()` at the end of a lease: synchronous, no
@@ -39,6 +40,7 @@ import anyio
 
 from . import snapshots
 from .errors import RenodeError, RenodeExitedError, RenodeStateError, RenodeTimeoutError
+from .flashstore import FlashStore
 from .instance import RenodeInstance
 from .spares import Spare
 from .spec import BoardSpec, Firmware
@@ -81,7 +83,7 @@ class Target:
             channel.log = self.logger
         self.warm = WarmStart(spec, channels, self.logger) if warm_start else None
         self.state = TargetState.OFF
-        self.firmware: dict[str, Firmware] = {}  # machine -> its image
+        self.flash = FlashStore(lambda: self.workdir / "flash")  # images and flash contents, per machine
         self._instance: RenodeInstance | None = None
         self._lock = anyio.Lock()
         self._workdir: Path | None = None
@@ -106,6 +108,11 @@ class Target:
             raise RenodeExitedError(
                 f"cannot {action}: Renode failed ({self._instance.why_failed()}); run `power on` to start a new one"
             )
+
+    @property
+    def firmware(self) -> dict[str, Firmware]:
+        """machine -> the image it boots."""
+        return self.flash.boot_images()
 
     @property
     def renode(self) -> RenodeInstance | None:
@@ -153,9 +160,9 @@ class Target:
                 )
             self._set(TargetState.STARTING)
             try:
-                warm = self.warm and await self.warm.power_on(self.workdir, self.firmware, spec.startup_timeout)
+                warm = self.warm and await self.warm.power_on(self.workdir, self.flash, spec.startup_timeout)
                 self._instance = warm or await RenodeInstance.start(
-                    spec, self.workdir, self.channels, self.firmware, self.logger
+                    spec, self.workdir, self.channels, self.flash, self.logger
                 )
             except BaseException:
                 self._set(TargetState.OFF)  # finish/start stopped whatever they had started
@@ -177,7 +184,8 @@ class Target:
         """The board's Renode stops serving it: cleared to be a spare (warm start), else killed and reaped."""
         self._set(TargetState.STOPPING)
         instance = self._instance
-        if self.warm is not None and reusable(instance) and await self._halted(instance):
+        halted = instance is not None and instance.healthy and await self._halted(instance)
+        if self.warm is not None and halted and reusable(instance):
             self.warm.retire(instance)
             self._instance = None
             self._set(TargetState.OFF)
@@ -193,13 +201,14 @@ class Target:
                 self._set(TargetState.OFF)
 
     async def _halted(self, instance: RenodeInstance) -> bool:
-        """Pause the board before power off returns (its clearing runs in the background); False if Renode
-        does not answer in a few seconds: then it is killed instead."""
+        """Pause the board and save its non-volatile memory before power off returns (a spare's clearing runs
+        in the background); False if Renode does not answer in a few seconds: then it is killed instead."""
         try:
             with anyio.CancelScope(shield=True):
                 await instance.session.pause(timeout=min(self._spec().command_timeout, HALT_TIMEOUT))
+                await instance.power_off()
         except RenodeError as exc:
-            self.logger.warning("Renode did not pause at power off (%s): killing it", exc)
+            self.logger.warning("Renode did not pause and save its flash at power off (%s): killing it", exc)
             return False
         return True
 
@@ -225,25 +234,25 @@ class Target:
                 self._notice_failure()
                 raise
 
-    async def store_firmware(self, machine: str, firmware: Firmware) -> None:
-        """Make `firmware` the machine's image: loaded now if ON (hot re-flash), else at the next power-on.
-
-        The previous image file is removed once the new one is in place; on failure the old one stays.
-        """
+    async def store_firmware(self, machine: str, firmware: Firmware | None) -> None:
+        """Write an image into the machine's flash: now if ON (then reset), else at the next power-on.
+        None erases the flash instead. On failure the flash stays as it was."""
         async with self._lock:
             self._notice_failure()
-            self._refuse_failed("flash")
+            self._refuse_failed("flash" if firmware else "erase")
+            if firmware is None:
+                self.flash.erase(machine)
+            else:
+                self.flash.add(machine, firmware)
             if self.state is TargetState.ON:
                 assert self._instance is not None
                 try:
                     await self._instance.reflash(machine, firmware)
-                except (RenodeExitedError, RenodeTimeoutError):
+                except BaseException:
+                    if firmware is not None:
+                        self.flash.discard(machine, firmware)
                     self._notice_failure()
                     raise
-            previous = self.firmware.get(machine)
-            self.firmware[machine] = firmware
-            if previous is not None and previous.path != firmware.path:
-                previous.path.unlink(missing_ok=True)
             if self.warm is not None:
                 self.warm.keep()  # the target is in use: have a Renode ready for its power-on
 

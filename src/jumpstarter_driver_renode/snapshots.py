@@ -97,7 +97,7 @@ async def hand_over(instance: RenodeInstance, successor: RenodeInstance) -> None
     serves it from now on, paused; their log names are swapped. Nothing awaits after the switch."""
     if instance.session.running:
         await instance.session.pause()
-    successor.channels = instance.channels
+    successor.channels, successor.flash = instance.channels, instance.flash
     for feature in instance.features:
         await feature.hand_over(instance, successor)
     successor.log = instance.log

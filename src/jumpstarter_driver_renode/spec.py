@@ -99,6 +99,7 @@ class MachineSpec:
     extra_commands: tuple[str, ...] = ()  # run with this machine selected, before its firmware loads
     gdb_port: int | None = None  # port of its GDB server inside Renode's private network namespace
     load_address: int | None = None  # of raw binaries flashed without one
+    non_volatile: tuple[str, ...] | None = None  # memories that keep their contents (None: found from the image)
 
 
 HUB_KINDS = {"uart": "CreateUARTHub", "can": "CreateCANHub", "ethernet": "CreateSwitch"}

@@ -24,6 +24,7 @@ import anyio
 
 from . import snapshots
 from .errors import RenodeError, RenodeExitedError, RenodeTimeoutError
+from .flashstore import FlashStore
 from .instance import RenodeInstance
 from .spares import Spare, SparePool, SpareState, first_ready
 from .spec import BoardSpec, Firmware
@@ -83,7 +84,7 @@ class WarmStart:
         """Spares serve only targets of exactly this config (everything a spare is built from is in it)."""
         return repr(self._spec())
 
-    async def power_on(self, workdir: Path, firmware: dict[str, Firmware], timeout: float) -> RenodeInstance | None:
+    async def power_on(self, workdir: Path, flash: FlashStore, timeout: float) -> RenodeInstance | None:
         """The board from the first fresh spare to be ready (the next one if it turns out dead); None (start
         cold) if none is ready within `timeout`."""
         self.keep()
@@ -102,7 +103,7 @@ class WarmStart:
             self._log.debug("took the warm spare (Renode pid %d)", instance.pid)
             try:
                 instance.take_over(workdir, self._channels, self._log)
-                await instance.finish(firmware)  # stops it on failure
+                await instance.finish(flash)  # stops it on failure
                 return instance
             except (RenodeExitedError, RenodeTimeoutError, OSError) as exc:  # it died meanwhile (its PTYs too)
                 self._log.warning("warm spare unusable (%s); trying the next one", exc)

@@ -1,7 +1,7 @@
 """Board features, each one module: see `base.Feature` for the hooks. `FEATURES` is the order their steps
 run in (park runs in reverse): consoles before hubs (hubs are created after the UART terminals) and
-before the expect watches (a watch counts what a terminal delivers); extra commands before the firmware
-loads; GDB servers once the images are in."""
+before the expect watches (a watch counts what a terminal delivers); the flash's saved contents before
+extra commands and the firmware write over them; GDB servers once the images are in."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from .flasher import Flasher
 from .gdb import Gdb
 from .gpio import Gpio
 from .hubs import Hubs
+from .nvm import NonVolatile
 
-FEATURES: tuple[type[Feature], ...] = (Consoles, Hubs, Expect, Gpio, ExtraCommands, Flasher, Gdb)
+FEATURES: tuple[type[Feature], ...] = (Consoles, Hubs, Expect, Gpio, NonVolatile, ExtraCommands, Flasher, Gdb)
 
 __all__ = ["FEATURES", "Feature"]

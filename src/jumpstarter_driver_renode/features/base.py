@@ -14,7 +14,8 @@ Renode side, on a `Board` (one Renode process serving, or ready to serve, one ta
     after_load   a snapshot replaced the emulation: set up again what `Load` forgets
     catch_up     a spare holding a snapshot is about to serve the target: bring it up to the target's
                  images (flashed since it loaded the snapshot)
-    reflash      a machine's image changed while the board runs
+    reflash      an image was flashed (None: the flash erased) on a machine while the board runs
+    power_off    the board is paused and stops serving the target: save what outlives it (flash)
     before_reset a machine is about to reset
     hand_over    at a restore from a spare: `successor` serves the target from now on
     release      the process stops serving the target (power off, end of lease): let go of its resources
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 if TYPE_CHECKING:
     from jumpstarter.driver import Driver
 
+    from ..flashstore import FlashStore
     from ..session import RenodeSession
     from ..spec import BoardSpec, Firmware, MachineSpec, ProcessFiles
     from ..uart import UartChannel
@@ -52,7 +54,8 @@ class Board(Protocol):
     spec: BoardSpec
     session: RenodeSession
     channels: dict[str, UartChannel]  # the target's UART channels, by key
-    firmware: dict[str, Firmware]  # machine -> the image it runs
+    firmware: dict[str, Firmware]  # machine -> the image it boots
+    flash: FlashStore | None  # the target's images and saved flash contents (from power-on)
     log: logging.Logger
     features: list[Feature]
 
@@ -73,6 +76,8 @@ class Lifecycle(Protocol):
 
     def serving(self, action: str) -> Board: ...  # the Board while on, without the lock
 
+    async def power_off(self) -> None: ...
+
 
 class Root(Protocol):
     """What children see of the Renode driver (`driver.Renode`)."""
@@ -84,6 +89,8 @@ class Root(Protocol):
     def target(self) -> Lifecycle: ...
 
     async def store_firmware(self, chunks, address: str | int | None, machine: str) -> str: ...
+
+    async def erase_flash(self, machine: str) -> None: ...
 
 
 class Feature:
@@ -119,7 +126,10 @@ class Feature:
     async def catch_up(self, board: Board, firmware: dict[str, Firmware]) -> None:
         pass
 
-    async def reflash(self, board: Board, machine: str, firmware: Firmware) -> None:
+    async def reflash(self, board: Board, machine: str, firmware: Firmware | None) -> None:
+        pass
+
+    async def power_off(self, board: Board) -> None:
         pass
 
     async def before_reset(self, board: Board, machine: str) -> None:

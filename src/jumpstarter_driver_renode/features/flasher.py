@@ -1,9 +1,10 @@
-"""Firmware: each machine's image loaded at power-on, its entry point, the `reset` macro that reloads it,
-a hot re-flash, and the `flasher` child that receives uploads.
+"""Firmware: the images written into each machine's flash, the entry it boots from, the `reset` macro that
+boots it again, a hot re-flash, erase, power cuts, and the `flasher` child that receives uploads.
 
-`LoadELF` sets a Cortex-M's vector table (and other cores' PC) from the ELF; `LoadBinary` and `LoadHEX`
-only write memory, so for BIN and HEX images the driver sets the boot CPU's entry itself. A reset forgets
-it, so the reset macro sets it again (design record, section 7).
+Images are written into flash like a flashing tool writes them: only their own bytes (features/nvm.py keeps
+the rest). The boot CPU's entry comes from the image at the lowest address (firmware.image_entry): Renode's
+loaders leave it alone or only guess it, and a reset forgets it, so the reset macro sets it again (design
+record, section 7).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from jumpstarter.driver import Driver, FlasherInterface, export
 
 from .. import commands
 from ..bounded import BoundedErrors
-from ..errors import FirmwareError, RenodeCommandError, RenodeError, RenodeStartError
+from ..commands import MAX_VIRTUAL_SECONDS, check_number
+from ..errors import FirmwareError, RenodeCommandError, RenodeError, RenodeStartError, RenodeTimeoutError
 from ..firmware import detect_format, image_entry
 from ..spec import BoardSpec, BootCpu, Firmware, MachineSpec
 from .base import Board, Feature, Root
+from .nvm import NonVolatile
 
 _CPU_RE = re.compile(r"\[CPU: ([^\[\]\s]+)\[\d+\]\]")
 _REARM_RE = re.compile(r"jumpstarter-rearm (done|unavailable)")
@@ -80,25 +83,38 @@ class Flasher(Feature):
         return {"flasher": RenodeFlasher(parent=root, machine=machine.name)}
 
     async def finish(self, board: Board) -> None:
+        """Write the images flashed since the flash was last saved (over its saved contents), then boot."""
+        assert board.flash is not None
         for machine in board.spec.machines:
-            if machine.name in board.firmware:
-                await self.load(board, machine.name, board.firmware[machine.name])
+            for image in board.flash.machine(machine.name).pending:
+                await board.session.on(machine.name, image.load_command(), timeout=board.spec.startup_timeout)
+            await self._boot(board, machine.name)
 
-    async def load(self, board: Board, machine: str, firmware: Firmware) -> None:
-        on = board.session.on
-        await on(machine, firmware.load_command(), timeout=board.spec.startup_timeout)
-        if firmware.entry is not None:
-            await on(machine, (await self._boot_cpu(board, machine)).entry_command(firmware.entry))
-        # Renode's own board scripts reload the image on every reset through this macro. A reset also
-        # forgets a BIN or HEX image's entry, so the macro sets it again.
-        await on(machine, commands.reset_macro(await self._load_line(board, machine, firmware)))
+    async def _boot(self, board: Board, machine: str) -> None:
+        """Point the boot CPU at the boot image's entry, now and at every reset (the `reset` macro, which Renode
+        runs at `machine Reset` and at the firmware's own resets): a reset starts the firmware from its reset
+        vector, as hardware does, and writes nothing into flash."""
+        boot = board.firmware.get(machine)
+        if boot is None or boot.entry is None:
+            return
+        line = (await self._boot_cpu(board, machine)).entry_command(boot.entry)
+        await board.session.on(machine, line)
+        await board.session.on(machine, commands.reset_macro(line))
 
-    async def reflash(self, board: Board, machine: str, firmware: Firmware) -> None:
-        """Load a new image into a machine and reset it; the emulation keeps its run state."""
+    async def reflash(self, board: Board, machine: str, firmware: Firmware | None) -> None:
+        """Write a new image into the machine's flash (an erase was done by the non-volatile memory feature)
+        and reset the machine; the emulation keeps its run state."""
         async with board.session.paused():  # LoadELF refuses an unpaused machine
-            await self.load(board, machine, firmware)
-            board.firmware[machine] = firmware
+            if firmware is not None:
+                await board.session.on(machine, firmware.load_command(), timeout=board.spec.startup_timeout)
+                await self._boot(board, machine)
             await board.reset(machine)
+
+    async def before_reset(self, board: Board, machine: str) -> None:
+        """A reset starts a halted CPU again, as on the chip (a Renode CPU that halted, e.g. on blank flash,
+        stays halted across `machine Reset`: measured on 1.16.1)."""
+        if board.firmware.get(machine) is not None:
+            await board.session.on(machine, f"{(await self._boot_cpu(board, machine)).name} IsHalted false")
 
     async def after_load(self, board: Board) -> None:
         """After `Load` a reset no longer runs the reset macro, and macros are gone: both set up again."""
@@ -107,23 +123,15 @@ class Flasher(Feature):
                 board.log.warning(
                     "this Renode cannot re-arm the reset macro after a snapshot load: resets may halt the CPU"
                 )
-            if machine.name in board.firmware:
-                line = await self._load_line(board, machine.name, board.firmware[machine.name])
-                await board.session.on(machine.name, commands.reset_macro(line))
+            await self._boot(board, machine.name)
 
     async def catch_up(self, board: Board, firmware: dict[str, Firmware]) -> None:
-        """A spare that loaded a snapshot before a re-flash: its reset macros load the target's images."""
+        """A spare that loaded a snapshot before a re-flash: it boots the target's boot images (its flash is the
+        snapshot's)."""
         for machine, image in firmware.items():
             if board.firmware.get(machine) != image:
                 board.firmware[machine] = image
-                await board.session.on(machine, commands.reset_macro(await self._load_line(board, machine, image)))
-
-    async def _load_line(self, board: Board, machine: str, firmware: Firmware) -> str:
-        """The image's load command, with its entry for BIN and HEX, as one monitor line."""
-        if firmware.entry is None:
-            return firmware.load_command()
-        cpu = await self._boot_cpu(board, machine)
-        return f"{firmware.load_command()}; {cpu.entry_command(firmware.entry)}"
+                await self._boot(board, machine)
 
     async def _boot_cpu(self, board: Board, machine: str) -> BootCpu:
         """The platform's first CPU, asked once: names differ between platforms (`cpu` is common, not universal)."""
@@ -159,6 +167,32 @@ class RenodeFlasher(BoundedErrors, FlasherInterface, Driver):
         """
         async with self.resource(source) as res:  # resources are registered on this child
             return await self.parent.store_firmware(res, target, self.machine)
+
+    @export
+    async def erase(self) -> None:
+        """Erase the machine's flash (it reads 0xFF) and forget its images; a running board is reset."""
+        await self.parent.erase_flash(self.machine)
+
+    @export
+    async def cut_power_at(self, operation: int, timeout: float = 10.0) -> bool:
+        """Run until the firmware's `operation`th flash operation from now (a program or an erase, counted by
+        Renode's flash controller model) and cut the target's power just before it takes effect: the target
+        is off afterwards and its flash holds what it held at that instant. False when fewer operations came
+        within `timeout` seconds of virtual time: nothing was cut, the board is as it was."""
+        number = check_number(operation, "operation", 1, 1_000_000)  # JSON carries it as a float
+        if not number.is_integer():
+            raise ValueError(f"operation must be a whole number: {operation!r}")
+        operation = int(number)
+        timeout = check_number(timeout, "timeout (virtual seconds)", 0, MAX_VIRTUAL_SECONDS, above=True)
+        host_timeout = self.parent.expect_host_timeout
+        async with self.parent.target.instance("cut power at a flash operation") as board:
+            reply = await board.feature(NonVolatile).cut_power(board, self.machine, operation, timeout, host_timeout)
+        if reply.outcome == "host-timeout":
+            raise RenodeTimeoutError(f"{host_timeout:g} s passed (host time) before the flash operation or the timeout")
+        if reply.outcome != "cut":
+            return False
+        await self.parent.target.power_off()
+        return True
 
     @export
     async def dump(self, target, partition: str | None = None):

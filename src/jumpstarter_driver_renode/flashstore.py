@@ -1,0 +1,100 @@
+"""A target's non-volatile memory between Renode processes: what outlives a power cycle.
+
+Per machine: the images flashed since the last erase (oldest first), the contents of each non-volatile
+memory as saved at the last power off (one file each, in the target's directory), and how many of the
+images those contents already hold. A power-on puts the saved contents back and writes the images
+flashed since over them, as a flashing tool writes only an image's own bytes; the next power off saves
+the memories again. Host-side state only: features/nvm.py moves it in and out of Renode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .spec import Firmware
+
+
+@dataclass
+class MachineFlash:
+    images: list[Firmware] = field(default_factory=list)  # flashed since the last erase, oldest first
+    saved_images: int = 0  # how many of them the saved contents hold
+    memories: tuple[str, ...] = ()  # its non-volatile memories (peripheral paths), once known
+
+    @property
+    def pending(self) -> list[Firmware]:
+        """Images the saved contents do not hold yet: written at the next power-on."""
+        return self.images[self.saved_images :]
+
+    @property
+    def boot(self) -> Firmware | None:
+        """The image the machine boots: the one at the lowest address (a bootloader before its
+        application), the latest of those if several start there."""
+        booting = [image for image in self.images if image.entry is not None]
+        if not booting:
+            return None
+        lowest = min(image.entry.vector_table for image in booting)
+        return [image for image in booting if image.entry.vector_table == lowest][-1]
+
+
+class FlashStore:
+    def __init__(self, folder: Callable[[], Path]):
+        self._folder = folder  # the target's directory for it (created when something is saved)
+        self._machines: dict[str, MachineFlash] = {}
+
+    @property
+    def folder(self) -> Path:
+        return self._folder()
+
+    def machine(self, name: str) -> MachineFlash:
+        return self._machines.setdefault(name, MachineFlash())
+
+    def boot_images(self) -> dict[str, Firmware]:
+        """machine -> the image it boots, for machines that have one."""
+        return {name: m.boot for name, m in self._machines.items() if m.boot is not None}
+
+    def add(self, machine: str, image: Firmware) -> None:
+        """An image flashed: written over the contents at the next power-on (and now, if the board runs)."""
+        self.machine(machine).images.append(image)
+
+    def discard(self, machine: str, image: Firmware) -> None:
+        """An image that could not be written (a failed re-flash): forgotten, its file removed."""
+        flash = self.machine(machine)
+        if image in flash.pending:
+            flash.images.remove(image)
+        image.path.unlink(missing_ok=True)
+
+    def contents(self, machine: str, memory: str) -> Path:
+        return self.folder / f"{machine}.{memory}.nvm"
+
+    def saved(self, machine: str, memory: str) -> Path | None:
+        """The saved contents of a memory, if it was ever saved since the last erase."""
+        path = self.contents(machine, memory)
+        return path if path.exists() else None
+
+    def keep(self, machine: str, memory: str, written: Path) -> None:
+        """A memory's contents were written to `written` (in `temporary()`): they are the saved ones now."""
+        os.replace(written, self.contents(machine, memory))
+
+    def temporary(self, machine: str, memory: str) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder / f".{machine}.{memory}.nvm.new"
+
+    def all_saved(self, machine: str) -> None:
+        """Every memory of the machine was saved: the contents hold every image flashed so far, whose files
+        are no longer needed (the boot image's entry stays known)."""
+        flash = self.machine(machine)
+        for image in flash.pending:
+            image.path.unlink(missing_ok=True)
+        flash.saved_images = len(flash.images)
+
+    def erase(self, machine: str) -> None:
+        """Blank: no saved contents, no images."""
+        flash = self.machine(machine)
+        for image in flash.pending:
+            image.path.unlink(missing_ok=True)
+        for memory in flash.memories:
+            self.contents(machine, memory).unlink(missing_ok=True)
+        self._machines[machine] = MachineFlash(memories=flash.memories)

@@ -1,0 +1,132 @@
+"""Flash like hardware: what the firmware writes survives resets, its own reboots, power cycles and
+re-flashes; blank flash reads 0xFF; erase; several images; power cuts at an exact flash operation.
+
+The project's `counter` firmware keeps a boot counter in flash sectors 10 and 11 and prints `boots=<n>`
+once the new count is written (firmware/README.md); `reboot` resets the MCU from the firmware.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import target
+from firmware import build as firmware_build
+from jumpstarter_driver_renode.errors import ExpectTimeout
+
+BOOTS = r"boots=(\d+)\r\n"
+
+
+def boots(console, backend) -> int:
+    """The count the next boot line says (the firmware prints it once the count is in flash)."""
+    console.expect(BOOTS.encode(), timeout=backend.timeout(10, 60))
+    return int(console.match.group(1))
+
+
+@pytest.mark.parametrize("warm_start", [True, False], ids=["warm", "cold"])
+def test_the_boot_counter_persists_across_resets_reboots_power_cycles_and_reflash(backend, firmware, warm_start):
+    fw = firmware(variant="counter")
+    with target(backend, warm_start=warm_start) as (client, _), client.console.pexpect() as console:
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        assert boots(console, backend) == 1
+        client.reset()
+        assert boots(console, backend) == 2
+        console.send(b"reboot\r")  # SYSRESETREQ: Renode resets the machine and runs the reset macro
+        assert boots(console, backend) == 3
+        client.power.off()
+        client.power.on()
+        assert boots(console, backend) == 4
+        client.flasher.flash(fw.elf)  # the same image again, while running: the counter's sectors stay
+        assert boots(console, backend) == 5
+        client.power.off()
+        client.flasher.flash(fw.hex)  # and while off
+        client.power.on()
+        assert boots(console, backend) == 6
+
+
+def test_erase_blanks_the_flash(backend, firmware):
+    fw = firmware(variant="counter")
+    with target(backend) as (client, _), client.console.pexpect() as console:
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        assert boots(console, backend) == 1
+        client.reset()
+        assert boots(console, backend) == 2
+        client.flasher.erase()  # while on: the board is reset on blank flash and prints nothing
+        with pytest.raises(ExpectTimeout):
+            client.expect_output(r"[\s\S]", timeout=0.5)
+        client.flasher.flash(fw.elf)
+        assert boots(console, backend) == 1
+        client.power.off()
+        client.flasher.erase()  # while off
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        assert boots(console, backend) == 1
+
+
+def test_a_snapshot_holds_the_flash(backend, firmware):
+    fw = firmware(variant="counter")
+    with target(backend) as (client, _), client.console.pexpect() as console:
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        assert boots(console, backend) == 1
+        client.save_snapshot("one")
+        client.reset()
+        assert boots(console, backend) == 2
+        client.restore_snapshot("one")
+        client.reset()
+        assert boots(console, backend) == 2  # the flash of the snapshot: one boot counted
+        client.power.off()
+        client.power.on()
+        assert boots(console, backend) == 3
+
+
+def test_never_written_flash_reads_erased(backend, firmware):
+    """Blank flash reads 0xFF, as on the chip (Renode's memory reads 0 unless told otherwise)."""
+    fw = firmware()
+    with target(backend, allow_raw_monitor=True) as (client, _):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        assert "0xFFFFFFFF" in client.monitor_cmd("sysbus ReadDoubleWord 0x080E0000")
+
+
+def test_a_bootloader_starts_an_application_flashed_at_another_address(backend, firmware):
+    loader = firmware(variant="bootloader")
+    app = firmware(variant="app")
+    with target(backend) as (client, _):
+        client.flasher.flash(loader.elf)
+        client.flasher.flash(app.bin, load_address=hex(firmware_build.APP_ADDRESS))
+        client.power.on()
+        client.expect_output(r"bootloader: starting the application at 0x08020000\r\n", timeout=5)
+        client.expect_output(re.escape(app.banner.decode()) + r"\r\n", timeout=5)
+        client.write_uart("hello\r")
+        client.expect_output(r"echo: hello\r\n", timeout=5)
+        client.reset()  # the reset vector is the bootloader's: it starts the application again
+        client.expect_output(r"bootloader: starting the application at 0x08020000\r\n", timeout=5)
+
+
+def test_a_power_cut_at_any_flash_operation_never_corrupts_the_counter(backend, firmware):
+    """Cut power at the 1st, 2nd, ... flash operation of a counter update: the next boot always finds an
+    intact count (the previous one when the update was cut), and says when it found a torn record."""
+    fw = firmware(variant="counter")
+    operation, outcomes = 1, []
+    with target(backend) as (client, _), client.console.pexpect() as console:
+        while True:
+            client.power.off()
+            client.flasher.erase()
+            client.flasher.flash(fw.elf)
+            client.power.on()
+            assert boots(console, backend) == 1
+            client.pause()
+            client.reset()  # the next boot writes count 2: erase, then three words
+            if not client.flasher.cut_power_at(operation, timeout=0.5):
+                assert boots(console, backend) == 2
+                break
+            client.power.on()
+            after = boots(console, backend)
+            outcomes.append((after, b"torn record in slot 1 ignored" in console.before))
+            operation += 1
+    # erase cut: the slot is untouched (blank); each program cut leaves a torn record that is ignored
+    assert outcomes == [(2, False), (2, False), (2, True), (2, True)]
