@@ -1,7 +1,7 @@
 """Fail when a clean run printed a line it must not: a warning, a traceback, asyncio's complaints at exit.
 
-    python3 .ci/clean_output.py pytest FILE    # the README's test command: only pytest's own lines
-    python3 .ci/clean_output.py session FILE   # the main job: only the lines it means to print
+python3 .ci/clean_output.py pytest FILE    # the README's test command: only pytest's own lines
+python3 .ci/clean_output.py session FILE   # the main job: only the lines it means to print
 """
 
 import re

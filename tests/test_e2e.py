@@ -80,7 +80,7 @@ def test_every_format_boots(backend, firmware, board, kind):
 
 @pytest.mark.parametrize("kind", FORMATS)
 def test_reset_restarts_firmware_without_restarting_renode(backend, firmware, kind):
-    """`reset()` reboots the image in place (the reset macro reloads it and sets its entry again)."""
+    """`reset()` reboots the image in place (the reset macro sets its entry again; the flash is kept)."""
     fw = firmware()
     with target(backend, load_address=fw.load_address) as (client, driver):
         client.flasher.flash(fw.image(kind))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import target
+
 from firmware import build as firmware_build
 from jumpstarter_driver_renode.errors import ExpectTimeout
 

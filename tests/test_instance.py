@@ -20,6 +20,7 @@ from jumpstarter_driver_renode.errors import RenodeCommandError
 from jumpstarter_driver_renode.features.base import helper_script
 from jumpstarter_driver_renode.features.flasher import parse_cpu_names
 from jumpstarter_driver_renode.firmware import Entry
+from jumpstarter_driver_renode.flashstore import FlashStore
 from jumpstarter_driver_renode.instance import RenodeInstance
 from jumpstarter_driver_renode.session import RenodeSession
 from jumpstarter_driver_renode.spec import BoardSpec, Firmware, MachineSpec, ProcessFiles
@@ -128,7 +129,10 @@ def make(tmp_path):
 
 async def power_on(instance: RenodeInstance, firmware: Firmware | None = None) -> None:
     await instance.prepare()
-    await instance.finish({"m0": firmware} if firmware else {})
+    flash = FlashStore(lambda: instance.files.dir / "flash")
+    if firmware:
+        flash.add("m0", firmware)
+    await instance.finish(flash)
 
 
 async def test_boot_sequence(make, tmp_path):
@@ -143,12 +147,12 @@ async def test_boot_sequence(make, tmp_path):
         f"include @{helper_script('terminals.py')}",
         f"include @{helper_script('expect.py')}",
         f"include @{helper_script('gpio.py')}",
+        f"include @{helper_script('flash.py')}",
         f"include @{helper_script('machine.py')}",
         f'emulation CreateUartPtyTerminal "term_console" "{link}" true',
         "connector Connect sysbus.usart2 term_console",
         'jumpstarter_watch "sysbus.usart2" "term_console"',
-        f"sysbus LoadELF @{tmp_path}/fw.elf",
-        f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
+        f"sysbus LoadELF @{tmp_path}/fw.elf",  # no entry known: no reset macro, no memory to keep
         "start",
     ]
     assert instance.session.running and instance.machine == "m0"
@@ -163,7 +167,7 @@ async def test_boot_sequence(make, tmp_path):
         (False, "hex", Entry(0x20400000, 0x20400010), "sysbus.cpu PC 0x20400010"),
     ],
 )
-async def test_bin_and_hex_get_their_entry_now_and_in_the_reset_macro(make, tmp_path, cortex_m, kind, entry, expected):
+async def test_images_get_their_entry_now_and_in_the_reset_macro(make, tmp_path, cortex_m, kind, entry, expected):
     image = Firmware(tmp_path / f"fw.{kind}", kind, entry.vector_table if kind == "bin" else None, entry)
     instance = make(cortex_m=cortex_m, autostart=False)
     await power_on(instance, image)
@@ -171,12 +175,12 @@ async def test_bin_and_hex_get_their_entry_now_and_in_the_reset_macro(make, tmp_
     load = image.load_command()
     at = sent.index(load)
     assert sent[at + 1 : at + 4] == ["sysbus GetCPUs", "sysbus.cpu VectorTableOffset", expected]
-    assert sent[at + 4] == f'macro reset "{load}; {expected}"'
+    assert sent[at + 4] == f'macro reset "{expected}"'  # a reset boots the entry again, and loads nothing
     assert "start" not in sent  # autostart off: paused at virtual time 0
 
 
 async def test_restore_loads_without_the_ptys_and_keeps_the_run_state(make, tmp_path):
-    elf = Firmware(tmp_path / "fw.elf", "elf")
+    elf = Firmware(tmp_path / "fw.elf", "elf", None, Entry(0x08000000, 0x08000195))
     instance = make(uarts={"console": "sysbus.usart2", "debug": "sysbus.usart3"})
     await power_on(instance, elf)
     instance.session.monitor.sent.clear()
@@ -198,7 +202,8 @@ async def test_restore_loads_without_the_ptys_and_keeps_the_run_state(make, tmp_
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         'jumpstarter_watch "sysbus.usart3" "term_debug"',
         "jumpstarter_rearm_reset",
-        f'macro reset "sysbus LoadELF @{tmp_path}/fw.elf"',
+        "sysbus.cpu VectorTableOffset 0x8000000",  # the boot entry again, now and in the macro
+        'macro reset "sysbus.cpu VectorTableOffset 0x8000000"',
         "start",
     ]
     assert all(channel.attached for channel in instance.channels.values())
@@ -221,13 +226,15 @@ def test_cpu_names_from_get_cpus():
     assert parse_cpu_names("[\n]", "m0") == []
 
 
-def test_entry_of_bin_and_hex(tmp_path):
-    from images import intel_hex
+def test_entry_of_bin_hex_and_elf(tmp_path):
+    from images import elf32, intel_hex
 
     from jumpstarter_driver_renode.firmware import image_entry
 
     assert image_entry(Path("x"), "bin", 0x8000) == Entry(0x8000, 0x8000)
-    assert image_entry(Path("x"), "elf", None) is None
+    elf = tmp_path / "a.elf"
+    elf.write_bytes(elf32(b"\x00\xbf" * 8, address=0x08020000, entry=0x08020041))
+    assert image_entry(elf, "elf", None) == Entry(0x08020000, 0x08020041)  # lowest loaded address, e_entry
     plain = tmp_path / "a.hex"
     plain.write_bytes(intel_hex(b"\x01" * 40, address=0x20400000))
     assert image_entry(plain, "hex", None) == Entry(0x20400000, 0x20400000)

@@ -48,7 +48,5 @@ def test_the_version_sorts_above_pypis_090_and_a_resolver_picks_it(tmp_path, whe
 
 
 def test_jumpstarter_all_090_takes_it_with_the_readmes_override(tmp_path, wheels):
-    pins = resolve(
-        tmp_path, wheels, ["jumpstarter-all==0.9.0"], overrides=[f"jumpstarter-driver-renode=={VERSION}"]
-    )
+    pins = resolve(tmp_path, wheels, ["jumpstarter-all==0.9.0"], overrides=[f"jumpstarter-driver-renode=={VERSION}"])
     assert (pins["jumpstarter-all"], pins["jumpstarter-driver-renode"]) == ("0.9.0", VERSION)

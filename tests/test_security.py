@@ -356,8 +356,6 @@ def test_zero_byte_raw_image_with_address_is_refused(standin, tmp_path):
 PROMPT = b"(machine-0) "
 
 
-
-
 hostile_pieces = st.one_of(
     st.binary(max_size=64),
     st.sampled_from(

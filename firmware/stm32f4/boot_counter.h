@@ -73,6 +73,7 @@ static void flash_program_word(uint32_t address, uint32_t value)
 
 static void boot_counter_update(void)
 {
+    (void)*(volatile const char *)boot_counter_marker; /* referenced: --gc-sections keeps it */
     uint32_t count[2];
     enum slot_state state[2] = {slot_read(0, &count[0]), slot_read(1, &count[1])};
     uint32_t best = 0, current = 0, found = 0;

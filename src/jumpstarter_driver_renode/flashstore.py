@@ -59,8 +59,10 @@ class FlashStore:
         """An image flashed: written over the contents at the next power-on (and now, if the board runs)."""
         self.machine(machine).images.append(image)
 
-    def discard(self, machine: str, image: Firmware) -> None:
+    def discard(self, machine: str, image: Firmware | None) -> None:
         """An image that could not be written (a failed re-flash): forgotten, its file removed."""
+        if image is None:
+            return
         flash = self.machine(machine)
         if image in flash.pending:
             flash.images.remove(image)

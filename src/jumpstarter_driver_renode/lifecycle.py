@@ -109,10 +109,7 @@ class Target:
                 f"cannot {action}: Renode failed ({self._instance.why_failed()}); run `power on` to start a new one"
             )
 
-    @property
-    def firmware(self) -> dict[str, Firmware]:
-        """machine -> the image it boots."""
-        return self.flash.boot_images()
+    firmware = property(lambda self: self.flash.boot_images(), doc="machine -> the image it boots")
 
     @property
     def renode(self) -> RenodeInstance | None:
@@ -240,17 +237,13 @@ class Target:
         async with self._lock:
             self._notice_failure()
             self._refuse_failed("flash" if firmware else "erase")
-            if firmware is None:
-                self.flash.erase(machine)
-            else:
-                self.flash.add(machine, firmware)
+            self.flash.erase(machine) if firmware is None else self.flash.add(machine, firmware)
             if self.state is TargetState.ON:
                 assert self._instance is not None
                 try:
                     await self._instance.reflash(machine, firmware)
                 except BaseException:
-                    if firmware is not None:
-                        self.flash.discard(machine, firmware)
+                    self.flash.discard(machine, firmware)
                     self._notice_failure()
                     raise
             if self.warm is not None:

@@ -11,13 +11,15 @@ and `Cores/RiscV/BaseRiscV.cs` (ResetVector), as measured on Renode 1.16.1:
   reads its vector table at 0 and halts (measured). A halted Cortex-M stays halted across resets.
 - `LoadELF` on other cores sets PC to the ELF's entry; `LoadBinary`/`LoadHEX` do not.
 
-Memory keeps only the head of each loaded image (enough to read a vector table) and its extent:
-the stand-in never executes code, it only decides whether the CPU would start inside the image.
+Memory holds real bytes (flashmodel.Memory): the stand-in never executes code, it only decides whether
+the CPU would start inside written memory, and which of the project's builds is there.
 """
 
 from __future__ import annotations
 
 import re
+
+from flashmodel import Memory  # noqa: F401 (the CPU reads its vectors from it)
 
 # The project's test firmware (firmware/ in this repository) names itself in its boot banner.
 PROJECT_MARKER = re.compile(rb"BOOT jumpstarter-renode-fw board=([a-z0-9]+) build=([A-Za-z0-9_-]{1,32})(?:\r\n)?\0")
@@ -44,44 +46,6 @@ def project_banner(image):
     if m is None or m.group(1).decode() not in PROJECT_BOARDS:
         return None
     return m.group(1).decode(), m.group(0).rstrip(b"\r\n\0").decode()
-
-
-class Memory:
-    def __init__(self, regions=()):
-        self.regions = list(regions)  # [(start, size)] of the platform's memories
-        self.images = []  # [(address, head bytes, length)], newest last
-        self.words = {}  # address -> value written with `sysbus WriteDoubleWord`
-
-    def is_memory(self, address):
-        return any(start <= address < start + size for start, size in self.regions)
-
-    def write(self, address, data_head, length):
-        self.images.append((address, bytes(data_head[:HEAD]), length))
-
-    def holds(self, address):
-        return any(start <= address < start + length for start, _, length in self.images)
-
-    def read_u32(self, address):
-        if address in self.words:
-            return self.words[address]
-        for start, head, _ in reversed(self.images):
-            if start <= address and address + 4 <= start + len(head):
-                return int.from_bytes(head[address - start : address - start + 4], "little")
-        return 0
-
-    def state(self):
-        return {
-            "regions": self.regions,
-            "images": [[a, h.hex(), n] for a, h, n in self.images],
-            "words": [[a, v] for a, v in self.words.items()],
-        }
-
-    @classmethod
-    def from_state(cls, st):
-        mem = cls([tuple(r) for r in st["regions"]])
-        mem.images = [(a, bytes.fromhex(h), n) for a, h, n in st["images"]]
-        mem.words = {a: v for a, v in st["words"]}
-        return mem
 
 
 class Cpu:

@@ -7,9 +7,10 @@ import threading
 import time
 
 import hubs
-from cpu import LINE_MAX, PROJECT_BOARDS, PROJECT_BUS, PROJECT_GPIOS, TICK_NS, Cpu, Memory
+from cpu import LINE_MAX, PROJECT_BOARDS, PROJECT_BUS, PROJECT_GPIOS, TICK_NS, Cpu, project_banner
 from errors import CommandError
 from faults import arm_crash_after, crash_after_start
+from flashmodel import BOOTLOADER_MARKER, COUNTER_MARKER, FlashController, Memory, counter_update, firmware_at
 from gpios import Gpios
 from logs import LOG
 from terminals import PtyTerminal
@@ -29,9 +30,11 @@ class Firmware:
     the UARTs a terminal is connected to.
     """
 
-    def __init__(self, sha, loader, arch_ok=True, entry=0, project=None):
+    def __init__(self, sha, loader, arch_ok=True, entry=0, project=None, counter=False, bootloader=None):
         self.sha, self.loader, self.arch_ok, self.entry = sha, loader, arch_ok, entry
         self.project = project
+        self.counter = counter  # the `counter` build: a boot counter in flash, `reboot`
+        self.bootloader = bootloader  # the bootloader build: the application's address
         self.reset()
 
     def reset(self):
@@ -57,6 +60,8 @@ class Firmware:
             "ticks": self.ticks,
             "linebuf": {k: v.decode("latin-1") for k, v in self.linebuf.items()},
             "button_down": self.button_down,
+            "counter": self.counter,
+            "bootloader": self.bootloader,
         }
 
     @classmethod
@@ -66,6 +71,7 @@ class Firmware:
         fw.runs, fw.ticks_on_ns = st["runs"], st["ticks_on_ns"]
         fw.linebuf = {k: v.encode("latin-1") for k, v in st["linebuf"].items()}
         fw.button_down = st.get("button_down", False)
+        fw.counter, fw.bootloader = st.get("counter", False), st.get("bootloader")
         return fw
 
 
@@ -92,6 +98,11 @@ class Machine:
         # MachineReset subscriptions of the monitor's ResetMachine (monitor.register_reset_command);
         # [Transient]: a machine from a snapshot has none
         self.reset_handlers = 0
+        self.write_hooks = {}  # peripheral -> hook(value, offset) (sysbus SetHookBeforePeripheralWrite)
+        self.controllers = {}  # peripheral -> flashmodel.FlashController
+        self.flash_job = None  # the counter build's flash writes in progress (a generator)
+        self.scanned = False  # whether the firmware in memory was looked for since the last reset or load
+        self.request_reset = None  # the firmware's own reset (SYSRESETREQ): set by the monitor
 
     # -- firmware ----------------------------------------------------------------------------
     def uarts(self):
@@ -156,6 +167,49 @@ class Machine:
         _, periph, typ = PROJECT_BOARDS[self.fw.project[0]]
         return periph if self.periphs.get(periph, ("",))[0] == typ else None
 
+    def add_controllers(self):
+        """The platform's STM32F4 flash controllers, each erasing the memory named `flash`."""
+        flash = next((start for start, name in self.memory.names.items() if name == "flash"), None)
+        for name, (typ, _) in self.periphs.items():
+            if typ == "MTD.STM32F4_FlashController" and flash is not None:
+                self.controllers[name] = FlashController(self, name, flash)
+
+    def flash_controller(self):
+        return next(iter(self.controllers.values()))
+
+    def log_as(self, obj, level, text):
+        LOG.log(level, text, self.src(obj))
+
+    def firmware_in_memory(self):
+        """What the CPU would run from memory when no loader said (a new process, flash loaded back):
+        the project build whose image starts at the vector table (Cortex-M) or PC."""
+        core = self.core
+        if core is None or core.halted:
+            return None
+        start = (core.vtor if core.vtor_init else self.elf_lowest or 0) if core.cortex_m else core.pc
+        if not self.memory.holds(start):
+            return None
+        kind, detail = firmware_at(self.memory, start)
+        if kind == "bootloader":
+            return Firmware("memory", "memory", True, start, None, bootloader=detail)
+        banner = project_banner(detail)
+        if banner is None:
+            return None
+        return Firmware("memory", "memory", True, start, banner, counter=COUNTER_MARKER in detail)
+
+    def recognise(self, image):
+        """After a loader: the project's builds are recognised from memory when the CPU starts (what runs is
+        what memory holds); other images keep the loader's firmware (the generic stand-in firmware)."""
+        if self.fw.arch_ok and (self.fw.project or BOOTLOADER_MARKER.search(image)):
+            self.fw, self.scanned = None, False
+
+    def run_flash_job(self):
+        while self.flash_job is not None and not self.emu.pause_requested:
+            try:
+                next(self.flash_job)
+            except StopIteration:
+                self.flash_job = None
+
     def boot(self, now_ns):
         """The CPU starts: does it run the loaded image? Then the firmware's boot output."""
         fw = self.fw
@@ -169,6 +223,14 @@ class Machine:
         self.gpio_edges = set()  # edges before the firmware set up its interrupts are not latched
         if not fw.runs:
             return
+        if fw.bootloader is not None:
+            self.emit_to("usart2", "bootloader: starting the application at 0x%08X\r\n" % fw.bootloader)
+            self.core.vtor = fw.bootloader  # SCB_VTOR, then the application's SP and reset vector
+            app = self.firmware_in_memory()
+            if app is not None:
+                self.fw = app
+                self.boot(now_ns)
+            return
         if fw.project:
             gpios = PROJECT_GPIOS.get(fw.project[0])
             if gpios:  # the LED is set to the button's state once, silently, before the banner
@@ -177,6 +239,9 @@ class Machine:
             console = self.project_console()
             if console:
                 self.emit_to(console, fw.project[1] + "\r\n")
+                if fw.counter and self.controllers:
+                    self.flash_job = counter_update(self, console)
+                    self.run_flash_job()
             return
         for name, _ in self.uarts():
             self.emit_to(name, "Booting stand-in firmware sha256=%s loader=%s uart=%s\r\n" % (fw.sha, fw.loader, name))
@@ -191,8 +256,10 @@ class Machine:
             if self.hub_rx:
                 times.append(max(now_ns, self.hub_rx[0][0]))
             fw = self.fw
+            if fw is None and not self.scanned:
+                times.append(now_ns)
             if fw is not None:
-                if not fw.booted or self.pending_rx or self.gpio_edges:
+                if not fw.booted or self.pending_rx or self.gpio_edges or self.flash_job is not None:
                     times.append(now_ns)
                 elif fw.runs and fw.project:
                     if fw.ticks_on_ns is not None:
@@ -211,19 +278,24 @@ class Machine:
         with self.lock:
             self.hub_received(now_ns)
             self.deliver()
+            if self.fw is None and not self.scanned:
+                self.scanned = True
+                self.fw = self.firmware_in_memory()
+            self.run_flash_job()
             fw = self.fw
-            if fw is not None and not emu.pause_requested:
+            if fw is not None and not emu.pause_requested and self.flash_job is None:
                 if not fw.booted:
                     self.boot(now_ns)
+                    fw = self.fw
                 if not fw.runs:
                     self.pending_rx = []
                     self.gpio_edges = set()
                 if self.gpio_edges and not emu.pause_requested:
                     self.gpio_interrupt()
-                while fw.runs and self.pending_rx and not emu.pause_requested:
+                while fw.runs and self.pending_rx and not emu.pause_requested and self.fw is fw:
                     periph, data = self.pending_rx.pop(0)
                     self.process_rx(periph, data, now_ns)
-                if fw.runs:
+                if fw.runs and self.fw is fw:  # not reset meanwhile by the firmware itself
                     self.ticks_until(now_ns)
             while self.actions and self.actions[0][0] <= now_ns and not emu.pause_requested:
                 _, _, action, at_ns, _, _ = heapq.heappop(self.actions)
@@ -383,6 +455,10 @@ class Machine:
                     fw.ticks_on_ns = None
                 if bus:
                     self.emit_to(bus, "%s\r\n" % text)
+                if fw.counter and line == b"reboot" and self.request_reset is not None:
+                    fw.linebuf[periph] = b""
+                    self.request_reset()  # SYSRESETREQ: Machine.RequestReset, the `reset` macro included
+                    return
             elif len(buf) < LINE_MAX:
                 buf += bytes([byte])
         fw.linebuf[periph] = buf
@@ -451,9 +527,10 @@ class Machine:
     def cpu_log(self, level, text):
         LOG.log(level, text, self.src("cpu"))
 
-    def load_image(self, address, data, length=None):
-        """An image written to memory (the head is kept: see cpu.Memory)."""
-        self.memory.write(address, data, len(data) if length is None else length)
+    def load_image(self, address, data):
+        """An image's bytes written to memory."""
+        self.memory.write(address, data)
+        self.scanned = False
 
     def src(self, obj):
         """Log source name: 'machine/obj' when more than one machine exists."""
@@ -801,6 +878,7 @@ class Emulation:
             m.cpu, m.platform = md["cpu"], md["platform"]
             m.fw = Firmware.from_state(md["fw"]) if md["fw"] else None
             m.memory = Memory.from_state(md["memory"])
+            m.add_controllers()
             m.core = Cpu.from_state(m.cpu, m.cpu_log, md["core"]) if md["core"] else None
             m.elf_lowest = md["elf_lowest"]
             m.out_pending = [[p, bytearray.fromhex(d)] for p, d in md.get("out_pending", [])]

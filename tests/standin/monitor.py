@@ -21,6 +21,14 @@ from terminals import PtyTerminal
 from tokens import Tok, fmt_time, parse_bool, parse_number, parse_time, resolve_at_path, tokenize
 from versions import C_DARKRED, C_DARKYELLOW, C_ERR, C_GREEN, C_RESET, IS_116, banner_version
 
+
+class Discard:
+    """Where a reset the firmware requested writes what its `reset` macro prints: nowhere."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
 METHODS = {
     # object -> method -> signature listing used by PrintMonitorInfo (MonitorCommands.cs)
     "LoadELF": [
@@ -412,6 +420,8 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
         self.current = None
         self.variables = {}
         self.macros = {}
+        for m in emu.machines.values():
+            self.wire_reset(m)
 
     def cmd_include(self, toks, w, origin):
         if len(toks) != 2:
@@ -810,12 +820,18 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
         for name, size in extra["memories"].items():
             where = periphs[name][1].split()
             if len(where) == 2 and where[0] == "sysbus":
-                m.memory.regions.append((parse_number(where[1]), size))
+                m.memory.add(name, parse_number(where[1]), size)
+        m.add_controllers()
+        self.wire_reset(m)
         if cpu and not m.cpu:
             m.core = Cpu(cpu, m.cpu_log, lambda level, text: LOG.log(level, text, m.src("sysbus")))
         m.cpu = m.cpu or cpu
         m.platform = path
         return True
+
+    def wire_reset(self, m):
+        """The firmware's own reset (SYSRESETREQ) resets the machine as `machine Reset` does."""
+        m.request_reset = lambda: self.reset_machine(m, Discard())  # the macro's output goes nowhere
 
     def register_reset_command(self, m):
         """Monitor.RegisterResetCommand (private): ResetMachine joins the machine's MachineReset event.
@@ -840,9 +856,14 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
             m.held += 1
             try:
                 with m.lock:
+                    if m.fw and m.fw.loader == "memory":
+                        m.fw, m.scanned = None, False  # the CPU runs what memory holds: looked for again
                     if m.fw:
                         m.fw.reset()
                         m.fw.boot_ns = None
+                    m.flash_job = None
+                    for controller in m.controllers.values():
+                        controller.reset()
                     m.out_pending = []  # what the reset CPU had not printed yet
                     if m.core:
                         m.core.reset()  # CortexM.Reset forgets VTOR and PC; BaseRiscV.Reset: PC = ResetVector
@@ -878,6 +899,15 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
                 return self.cmd_peripherals(toks, w, None)
             if meth in ("ReadDoubleWord", "WriteDoubleWord"):
                 return self.sysbus_word(meth, args, toks, w)
+            if meth == "WhatIsAt" and len(args) == 1 and parse_number(args[0].value) is not None:
+                where = m.memory.region(parse_number(args[0].value))  # memories only are modelled
+                if where is not None:
+                    start, size = where
+                    w.writeline(
+                        "%s.%s registered at <0x%08X, 0x%08X>"
+                        % (m.name, m.memory.names[start], start, start + size - 1)
+                    )
+                return True
             if meth == "GetCPUs" and len(args) == 0:
                 # An IEnumerable<ICPU>, each printed as `[CPU: <machine>.<name>[<slot>]]` (ICPU.cs GetCPUThreadName)
                 names = [n for n, (t, _) in m.periphs.items() if t.startswith("CPU.")]
@@ -914,11 +944,12 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
                     "Loading %s of %d bytes length at 0x%X." % ("block" if IS_116 else "segment", size, addr),
                     m.src("sysbus"),
                 )
-                m.load_image(addr, data[offset : offset + min(size, 256)], size)
+                m.load_image(addr, data[offset : offset + size])
             # Renode does not compare e_machine with the CPU (SystemBus.LoadELF, CortexM.InitFromElf);
             # a foreign-architecture image loads and then the CPU aborts when it runs.
             arch = cpu_arch(m.cpu)
             m.fw = Firmware(sha, "LoadELF", arch is None or arch == e_machine, entry, project_banner(data))
+            m.recognise(data)
             m.elf_lowest = min(addr for addr, _, _ in segments)
             if m.core and not m.core.cortex_m:
                 m.core.set_pc(entry)  # TranslationCPU.InitFromElf; CortexM's does nothing
@@ -931,6 +962,7 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
             LOG.log("INFO", "Loading block of %d bytes length at 0x%X." % (len(data), addr), m.src("sysbus"))
             m.load_image(addr, data)
             m.fw = Firmware(sha, "LoadBinary", True, addr, project_banner(data))
+            m.recognise(data)
         else:
             if len(args) > 2:
                 raise SignatureMismatch(METHODS[meth])
@@ -942,6 +974,7 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
                 m.load_image(addr, chunk)
             image = b"".join(chunk for _, chunk in chunks)
             m.fw = Firmware(sha, "LoadHEX", True, 0, project_banner(image))
+            m.recognise(image)
         return True
 
     def sysbus_word(self, meth, args, toks, w):
@@ -951,7 +984,7 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
         if None in values or len(values) != (1 if meth == "ReadDoubleWord" else 2):
             raise SignatureMismatch([("UInt32", meth, [("UInt64", "address", None)])])
         if meth == "WriteDoubleWord":
-            m.memory.words[values[0]] = values[1] & 0xFFFFFFFF
+            m.memory.write(values[0], (values[1] & 0xFFFFFFFF).to_bytes(4, "little"))
         else:
             w.value("0x%08X" % m.memory.read_u32(values[0]))
         return True
@@ -966,6 +999,14 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
             if value is None or not 0 <= value <= 0xFF:
                 raise SignatureMismatch([("Void", "WriteChar", [("Byte", "value", None)])])
             m.uart_receive(periph, bytes([value]))  # measured on 1.16.1: `sysbus.usart3 WriteChar 0x68`
+            return True
+        if typ.startswith("CPU.") and m.core and len(toks) in (2, 3) and toks[1].value == "IsHalted":
+            if len(toks) == 2:
+                w.value(str(m.core.halted))
+            elif toks[2].value.lower() in ("true", "false"):
+                m.core.halted = toks[2].value.lower() == "true"  # a halted CPU stays so across resets otherwise
+            else:
+                raise SignatureMismatch([("Void", "IsHalted", [("Boolean", "value", None)])])
             return True
         props = {"PC"} | ({"VectorTableOffset"} if typ.endswith("CortexM") else set())
         if typ.startswith("CPU.") and m.core and len(toks) in (2, 3) and toks[1].value in props:

@@ -657,9 +657,146 @@ class CpuApi:
         pass
 
 
+class _Generic:
+    """A .NET generic method or type as IronPython shows it: `Name[T](...)`."""
+
+    def __init__(self, make):
+        self._make = make
+
+    def __getitem__(self, types):
+        return self._make(types)
+
+
+class UInt32(int):
+    def __new__(cls, value=0):
+        return int.__new__(cls, int(value) & 0xFFFFFFFF)
+
+
+class Int64(int):
+    pass
+
+
+class Byte(int):
+    pass
+
+
+class ByteArray(bytearray):
+    """A .NET byte[]: indexable, with Length."""
+
+    @property
+    def Length(self):
+        return len(self)
+
+
+def _array(kind):
+    return lambda items: ByteArray(items)
+
+
+Array = _Generic(_array)
+Func = _Generic(lambda types: lambda function: function)  # a delegate calls the Python function
+
+
+class BitConverter:
+    @staticmethod
+    def ToUInt32(data, offset):
+        if offset + 4 > len(data):
+            raise ArgumentOutOfRangeException("startIndex")
+        return UInt32(int.from_bytes(bytes(data[offset : offset + 4]), "little"))
+
+    @staticmethod
+    def GetBytes(value):
+        return ByteArray(int(value).to_bytes(4, "little"))
+
+
+class FileMode(enum.IntEnum):
+    Create = 2
+
+
+class File:
+    @staticmethod
+    def ReadAllBytes(path):
+        with open(str(path), "rb") as f:
+            return ByteArray(f.read())
+
+
+class FileStream:
+    def __init__(self, path, mode):
+        self._f = open(str(path), "wb")
+
+    def Write(self, data, offset, count):
+        self._f.write(bytes(data[offset : offset + count]))
+
+    def Close(self):
+        self._f.close()
+
+
+class STM32F4_FlashController:
+    """The type, for `machine.GetPeripheralsOfType[STM32F4_FlashController]()` (MTD namespace)."""
+
+    __name__ = "STM32F4_FlashController"
+    renode_type = "MTD.STM32F4_FlashController"
+
+
+class Memory(Peripheral):
+    """infra MappedMemory: segments touched on first write, ResetByte, ZeroAll (flashmodel.Memory holds the
+    bytes)."""
+
+    @property
+    def _mem(self):
+        return self._machine.memory
+
+    @property
+    def _start(self):
+        return int(self._machine.periphs[self._name][1].split()[1], 0)
+
+    @property
+    def Size(self):
+        return dict(self._mem.regions)[self._start]
+
+    @property
+    def SegmentSize(self):
+        return self._mem.segment_size(self._start)
+
+    @property
+    def SegmentCount(self):
+        return -(-self.Size // self.SegmentSize)
+
+    def IsTouched(self, index):
+        return self._mem.touched(self._start, int(index))
+
+    def get_reset_byte(self):
+        return self._mem.reset_byte.get(self._start, 0)
+
+    def set_reset_byte(self, value):
+        self._mem.reset_byte[self._start] = int(value) & 0xFF
+
+    ResetByte = property(get_reset_byte, set_reset_byte)
+
+    def ZeroAll(self):
+        self._mem.zero_all(self._start)
+
+    def ReadBytes(self, offset, count):
+        return ByteArray(self._mem.read(self._start + int(offset), int(count)))
+
+    def WriteBytes(self, offset, data, start, count):
+        self._mem.write(self._start + int(offset), bytes(data[start : start + count]))
+
+
 class SystemBusApi:
     def __init__(self, machine):
         self._m = machine
+
+    @property
+    def SetHookBeforePeripheralWrite(self):
+        """Generic over the access width: the stand-in's firmware writes its flash controller 32 bits at a time."""
+
+        def set_hook(peripheral, hook, subrange=None):
+            if hook is None:
+                self._m.write_hooks.pop(peripheral._name, None)
+            else:
+                self._m.write_hooks[peripheral._name] = hook
+
+        return _Generic(lambda width: set_hook)
 
     def TryGetCurrentCPU(self):
         """(True, cpu) on the CPU thread (the one advancing the clock), else (False, None): IronPython's
@@ -700,9 +837,17 @@ class MachineFacade:
             elif typ.startswith("UART."):
                 cls = Uart
             else:
-                cls = {BUTTON: Button, LED: Led}.get(typ, Peripheral)
+                cls = {BUTTON: Button, LED: Led, "Memory.MappedMemory": Memory}.get(typ, Peripheral)
             found = self._periphs[key] = cls(m, key, typ)
         return found
+
+    @property
+    def GetPeripheralsOfType(self):
+        def of_type(kind):
+            paths = self._m.peripheral_paths()
+            return lambda: [self[path] for path, key in paths.items() if self._m.periphs[key][0] == kind.renode_type]
+
+        return _Generic(of_type)
 
     @property
     def Name(self):
@@ -937,7 +1082,14 @@ def install(monitor):
         ArgumentNullException=ArgumentNullException,
         ArgumentOutOfRangeException=ArgumentOutOfRangeException,
     )
+    io = _module("System.IO", File=File, FileMode=FileMode, FileStream=FileStream)
+    system.__dict__.update(
+        IO=io, Array=Array, BitConverter=BitConverter, Byte=Byte, Func=Func, Int64=Int64, UInt32=UInt32
+    )
+    mtd = _module("Antmicro.Renode.Peripherals.MTD", STM32F4_FlashController=STM32F4_FlashController)
+    peripherals = _module("Antmicro.Renode.Peripherals", MTD=mtd)
+    renode.Peripherals = peripherals
     clr = _module("clr", AddReference=lambda *names: None)
-    for module in (core, time_, renode, threading_, reflection, system, clr):
+    for module in (core, time_, renode, threading_, reflection, system, io, mtd, peripherals, clr):
         sys.modules[module.__name__] = module
     sys.modules["Antmicro"] = _module("Antmicro", Renode=renode)
