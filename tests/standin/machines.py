@@ -30,8 +30,9 @@ class Firmware:
     the UARTs a terminal is connected to.
     """
 
-    def __init__(self, sha, loader, arch_ok=True, entry=0, project=None, counter=False, bootloader=None):
+    def __init__(self, sha, loader, arch_ok=True, entry=0, project=None, counter=False, bootloader=None, silent=False):
         self.sha, self.loader, self.arch_ok, self.entry = sha, loader, arch_ok, entry
+        self.silent = silent  # code the stand-in cannot play: it prints nothing
         self.project = project
         self.counter = counter  # the `counter` build: a boot counter in flash, `reboot`
         self.bootloader = bootloader  # the bootloader build: the application's address
@@ -62,6 +63,7 @@ class Firmware:
             "button_down": self.button_down,
             "counter": self.counter,
             "bootloader": self.bootloader,
+            "silent": self.silent,
         }
 
     @classmethod
@@ -71,7 +73,7 @@ class Firmware:
         fw.runs, fw.ticks_on_ns = st["runs"], st["ticks_on_ns"]
         fw.linebuf = {k: v.encode("latin-1") for k, v in st["linebuf"].items()}
         fw.button_down = st.get("button_down", False)
-        fw.counter, fw.bootloader = st.get("counter", False), st.get("bootloader")
+        fw.counter, fw.bootloader, fw.silent = st.get("counter", False), st.get("bootloader"), st.get("silent")
         return fw
 
 
@@ -184,17 +186,15 @@ class Machine:
         """What the CPU would run from memory when no loader said (a new process, flash loaded back):
         the project build whose image starts at the vector table (Cortex-M) or PC."""
         core = self.core
-        if core is None or core.halted:
+        if core is None:
             return None
         start = (core.vtor if core.vtor_init else self.elf_lowest or 0) if core.cortex_m else core.pc
-        if not self.memory.holds(start):
-            return None
         kind, detail = firmware_at(self.memory, start)
         if kind == "bootloader":
             return Firmware("memory", "memory", True, start, None, bootloader=detail)
         banner = project_banner(detail)
-        if banner is None:
-            return None
+        if banner is None:  # code the stand-in does not know, or none: the CPU starts (or halts), silent
+            return Firmware("memory", "memory", True, start, None, silent=True)
         return Firmware("memory", "memory", True, start, banner, counter=COUNTER_MARKER in detail)
 
     def recognise(self, image):
@@ -222,6 +222,8 @@ class Machine:
         fw.runs = inside and fw.arch_ok
         self.gpio_edges = set()  # edges before the firmware set up its interrupts are not latched
         if not fw.runs:
+            return
+        if fw.silent:
             return
         if fw.bootloader is not None:
             self.emit_to("usart2", "bootloader: starting the application at 0x%08X\r\n" % fw.bootloader)
@@ -281,6 +283,8 @@ class Machine:
             if self.fw is None and not self.scanned:
                 self.scanned = True
                 self.fw = self.firmware_in_memory()
+                if self.fw is None:
+                    self.pending_rx = []
             self.run_flash_job()
             fw = self.fw
             if fw is not None and not emu.pause_requested and self.flash_job is None:
@@ -497,7 +501,7 @@ class Machine:
         """Bytes a terminal passes to the UART (from its PTY reader thread): the firmware processes them
         when it next runs (at once if the emulation is running); the terminal's CharReceived fires now."""
         with self.lock:
-            if self.fw is not None:
+            if self.fw is not None or not self.scanned:  # (not scanned: the code in memory is looked at first)
                 self.pending_rx.append((periph, bytes(data)))
         if terminal is not None:
             handlers = list(terminal.handlers)
