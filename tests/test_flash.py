@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from click.testing import CliRunner
 from conftest import target
 
 from firmware import build as firmware_build
+from jumpstarter_driver_renode import TargetState
 from jumpstarter_driver_renode.errors import ExpectTimeout
 
 BOOTS = r"boots=(\d+)\r\n"
@@ -130,3 +132,55 @@ def test_a_power_cut_at_any_flash_operation_never_corrupts_the_counter(backend, 
             operation += 1
     # erase cut: the slot is untouched (blank); each program cut leaves a torn record that is ignored
     assert outcomes == [(2, False), (2, False), (2, True), (2, True)]
+
+
+def test_the_flasher_cli_cuts_power_and_erases(backend, firmware):
+    fw = firmware(variant="counter")
+    with target(backend) as (client, driver):
+        cli, runner = client.cli(), CliRunner()
+
+        def run(*args):
+            result = runner.invoke(cli, list(args), catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            return result.output.strip()
+
+        run("flasher", "flash", str(fw.elf))
+        run("power", "on")
+        client.expect_output(r"boots=1\r\n", timeout=5)
+        run("pause")
+        run("reset")
+        assert run("flasher", "cut-power-at", "1", "--timeout", "0.5") == "power cut at flash operation 1"
+        assert driver.target.state is TargetState.OFF
+        assert run("flasher", "erase") == "erased"
+        run("power", "on")  # blank flash: nothing boots, nothing writes
+        assert run("flasher", "cut-power-at", "1", "--timeout", "0.2") == (
+            "fewer than 1 flash operations within 0.2 s: nothing cut"
+        )
+        assert driver.target.state is TargetState.ON
+        bad = runner.invoke(cli, ["flasher", "cut-power-at", "0"])
+        assert bad.exit_code != 0 and "operation must be a number at least 1" in str(bad.exception), bad.output
+
+
+@pytest.mark.parametrize(
+    "operation,slot",
+    [
+        (1, [1, ~1, 0x600DF00D]),  # cut at the erase: it never starts, the old record stays
+        (2, [~0, ~0, ~0]),  # erased, no word written yet
+        (3, [3, ~0, ~0]),  # the count written, not its complement
+        (4, [3, ~3, ~0]),  # everything but the commit word
+    ],
+)
+def test_a_power_cut_leaves_exactly_the_flash_of_that_instant(backend, firmware, operation, slot):
+    """The third boot rewrites slot 0 (count 1 -> 3): erase, then three words. Read back before anything runs."""
+    fw = firmware(variant="counter")
+    with target(backend, autostart=False, allow_raw_monitor=True) as (client, _):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.expect_output(r"boots=1\r\n", timeout=1)  # slot 0 holds 1
+        client.reset()
+        client.expect_output(r"boots=2\r\n", timeout=1)  # slot 1 holds 2
+        client.reset()
+        assert client.flasher.cut_power_at(operation, timeout=0.5)
+        client.power.on()  # paused at virtual time 0: the firmware has not run
+        words = [client.monitor_cmd(f"sysbus ReadDoubleWord 0x{0x080C0000 + 4 * i:08X}").strip() for i in range(3)]
+        assert words == [f"0x{word & 0xFFFFFFFF:08X}" for word in slot]

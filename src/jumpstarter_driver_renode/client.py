@@ -307,7 +307,8 @@ class RenodeFlasherClient(FlasherClient):
 
     def cut_power_at(self, operation: int, timeout: float = 10.0) -> bool:
         """Run until the firmware's `operation`th flash operation from now (program or erase) and cut the
-        target's power just before it takes effect; False if fewer came within `timeout` virtual seconds."""
+        target's power just before it takes effect (the target is off afterwards); False if fewer came within
+        `timeout` virtual seconds."""
         return self.call("cut_power_at", operation, timeout)
 
     def cli(self):

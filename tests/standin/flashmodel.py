@@ -1,8 +1,9 @@
 """Memory contents, the STM32F4 flash controller, and the project's flash-using firmware, as the stand-in
 plays them.
 
-Memory follows infra `Main/Peripherals/Memory/MappedMemory.cs` (measured on 1.16.1): segments of 64 KiB
-allocated when first touched and filled with `ResetByte` (0 by default); `ZeroAll` refills the touched
+Memory follows infra `Main/Peripherals/Memory/MappedMemory.cs` (measured on 1.16.1): segments (a 16th of
+the memory, rounded up to 64 KiB, between 64 KiB and 16 MiB: 128 KiB for a 2 MiB flash, 16 MiB for the
+FE310's 512 MiB XIP window, as measured) allocated when first touched and filled with `ResetByte` (0 by default); `ZeroAll` refills the touched
 ones; `Reset` (a machine reset) leaves the contents alone; `sysbus WhatIsAt` names the memory holding
 an address as `<machine>.<name> registered at <0xSTART, 0xEND>`.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-SEGMENT = 0x10000
+MIN_SEGMENT, MAX_SEGMENT = 64 * 1024, 16 * 1024 * 1024
 BOOTLOADER_MARKER = re.compile(rb"jumpstarter-renode-fw bootloader app=0x([0-9A-Fa-f]{8})")
 COUNTER_MARKER = b"jumpstarter-renode-fw feature=boot-counter"
 SCAN = 0x20000  # how far from its vector table an image's strings are looked for
@@ -63,7 +64,9 @@ class Memory:
         return self.region(address) is not None
 
     def segment_size(self, start):
-        return min(SEGMENT, dict(self.regions)[start])
+        """MappedMemory's automatic segment size (RecommendedNumberOfSegments = 16)."""
+        proposed = min(MAX_SEGMENT, max(MIN_SEGMENT, dict(self.regions)[start] // 16))
+        return -(-proposed // MIN_SEGMENT) * MIN_SEGMENT
 
     def touch(self, start, index):
         key = (start, index)

@@ -178,7 +178,8 @@ class RenodeFlasher(BoundedErrors, FlasherInterface, Driver):
         """Run until the firmware's `operation`th flash operation from now (a program or an erase, counted by
         Renode's flash controller model) and cut the target's power just before it takes effect: the target
         is off afterwards and its flash holds what it held at that instant. False when fewer operations came
-        within `timeout` seconds of virtual time: nothing was cut, the board is as it was."""
+        within `timeout` seconds of virtual time: nothing was cut, and the board keeps its run state (a paused
+        one stopped exactly `timeout` later)."""
         number = check_number(operation, "operation", 1, 1_000_000)  # JSON carries it as a float
         if not number.is_integer():
             raise ValueError(f"operation must be a whole number: {operation!r}")

@@ -3,8 +3,9 @@
 #
 # Non-volatile memory (features/nvm.py). A MappedMemory allocates its segments when first touched and
 # fills them with its ResetByte (0 by default, but erased flash reads 0xFF): the driver sets ResetByte
-# before anything touches the memory, and moves only touched segments to and from the host, so a
-# 512 MiB XIP window holding a 4 KiB image costs one segment.
+# before anything touches the memory, and moves only touched segments (a 16th of the memory, 64 KiB to
+# 16 MiB) to and from the host: 3 of 128 KiB for the counter firmware on a 2 MiB STM32F4 flash, one of
+# 16 MiB for a small image in the FE310's 512 MiB XIP window.
 #
 # File format (one file per memory, written to a path the driver renames into place):
 #   b"JSNVM1", segment size (u32 LE), segment count (u32 LE), then per touched segment:
