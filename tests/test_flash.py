@@ -27,15 +27,20 @@ def boots(console, backend) -> int:
     return int(console.match.group(1))
 
 
+def boot_twice(client, console, backend, image) -> None:
+    """Flash, power on (boot 1), reset (boot 2): both slots hold a record."""
+    client.flasher.flash(image)
+    client.power.on()
+    assert boots(console, backend) == 1
+    client.reset()
+    assert boots(console, backend) == 2
+
+
 @pytest.mark.parametrize("warm_start", [True, False], ids=["warm", "cold"])
 def test_the_boot_counter_persists_across_resets_reboots_power_cycles_and_reflash(backend, firmware, warm_start):
     fw = firmware(variant="counter")
     with target(backend, warm_start=warm_start) as (client, _), client.console.pexpect() as console:
-        client.flasher.flash(fw.elf)
-        client.power.on()
-        assert boots(console, backend) == 1
-        client.reset()
-        assert boots(console, backend) == 2
+        boot_twice(client, console, backend, fw.elf)
         console.send(b"reboot\r")  # SYSRESETREQ: Renode resets the machine and runs the reset macro
         assert boots(console, backend) == 3
         client.power.off()
@@ -52,11 +57,7 @@ def test_the_boot_counter_persists_across_resets_reboots_power_cycles_and_reflas
 def test_erase_blanks_the_flash(backend, firmware):
     fw = firmware(variant="counter")
     with target(backend) as (client, _), client.console.pexpect() as console:
-        client.flasher.flash(fw.elf)
-        client.power.on()
-        assert boots(console, backend) == 1
-        client.reset()
-        assert boots(console, backend) == 2
+        boot_twice(client, console, backend, fw.elf)
         client.flasher.erase()  # while on: the board is reset on blank flash and prints nothing
         with pytest.raises(ExpectTimeout):
             client.expect_output(r"[\s\S]", timeout=0.5)

@@ -31,6 +31,20 @@ class Refusal(Exception):
         Exception.__init__(self, "jumpstarter-error %s: %s" % (reason, text))
 
 
+def _peripheral(machine, name, what, members):
+    """machine[name], refused (no-such-peripheral, wrong-kind) unless it is there with every member."""
+    missing = None
+    try:
+        peripheral = machine[name]
+    except Exception as e:  # Renode says why: `Could not find node 'x', the longest matching was 'y'.`
+        missing = str(e) or "no such peripheral in this machine: %s" % name
+    if missing is not None:
+        raise Refusal("no-such-peripheral", missing)
+    if not all(hasattr(peripheral, member) for member in members):
+        raise Refusal("wrong-kind", "%s is a %s, not %s" % (name, peripheral.GetType().Name, what))
+    return peripheral
+
+
 # Output is kept one character per byte (latin-1), so patterns are too: a pattern's UTF-8 bytes,
 # one character each, match the same bytes printed by the firmware.
 def _unhex(text):

@@ -1,5 +1,5 @@
 # Runs inside Renode's monitor Python (IronPython 2.7), in the scope expect.py shares (it calls `Wait`,
-# `_now_ns`, `_exact_now_ns`, `_paused`, `Refusal`). Keep it valid for Python 2.7 and 3.
+# `_now_ns`, `_exact_now_ns`, `_paused`, `_peripheral`, `Refusal`). Keep it valid for Python 2.7 and 3.
 #
 # Non-volatile memory (features/nvm.py). A MappedMemory allocates its segments when first touched and
 # fills them with its ResetByte (0 by default, but erased flash reads 0xFF): the driver sets ResetByte
@@ -31,16 +31,8 @@ _cut_copies = {}  # (machine, memory path) -> [(segment index, bytes)] taken at 
 
 
 def _memory(machine, name):
-    missing = None
-    try:
-        memory = machine[name]
-    except Exception as e:  # Renode says why: `Could not find node 'x', the longest matching was 'y'.`
-        missing = str(e) or "no such peripheral in this machine: %s" % name
-    if missing is not None:
-        raise Refusal("no-such-peripheral", missing)  # noqa: F821
-    if not all(hasattr(memory, member) for member in ("IsTouched", "SegmentSize", "ResetByte", "ZeroAll")):
-        raise Refusal("wrong-kind", "%s is a %s, not a memory (Memory.MappedMemory)" % (name, memory.GetType().Name))  # noqa: F821
-    return memory
+    members = ("IsTouched", "SegmentSize", "ResetByte", "ZeroAll")
+    return _peripheral(machine, name, "a memory (Memory.MappedMemory)", members)  # noqa: F821
 
 
 def _segments(memory):

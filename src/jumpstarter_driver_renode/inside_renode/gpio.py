@@ -1,5 +1,5 @@
 # Runs inside Renode's monitor Python (IronPython 2.7), in the scope expect.py shares (it calls `Wait`,
-# `_now_ns`, `_paused`, `Refusal`). Keep it valid for Python 2.7 and 3.
+# `_now_ns`, `_paused`, `_peripheral`, `Refusal`). Keep it valid for Python 2.7 and 3.
 #
 # Buttons (Renode's Miscellaneous.Button) and LEDs (any ILed, e.g. Miscellaneous.LED). An LED wait
 # listens to the LED's StateChanged event, which Renode raises on the emulation's thread when the
@@ -13,17 +13,7 @@ KINDS = {
 
 def _gpio(name, kind):
     machine = monitor.Machine  # noqa: F821 (set by Renode)
-    missing = None
-    try:
-        peripheral = machine[name]
-    except Exception as e:  # Renode says why: `Could not find node 'x', the longest matching was 'y'.`
-        missing = str(e) or "no such peripheral in this machine: %s" % name
-    if missing is not None:
-        raise Refusal("no-such-peripheral", missing)  # noqa: F821
-    what, members = KINDS[kind]
-    if not all(hasattr(peripheral, member) for member in members):
-        raise Refusal("wrong-kind", "%s is a %s, not %s" % (name, peripheral.GetType().Name, what))  # noqa: F821
-    return machine, peripheral
+    return machine, _peripheral(machine, name, *KINDS[kind])  # noqa: F821
 
 
 def _report(outcome, state, when, machine):
