@@ -219,3 +219,46 @@ def test_a_word_written_outside_the_image_survives_reset_and_power_cycles(backen
         client.power.off()
         client.power.on()
         assert client.monitor_cmd(read).strip() == "0x12345678"
+
+
+def test_a_first_image_flashed_into_a_running_board_persists(backend, firmware):
+    """Powered on without firmware, then flashed: the flash is found then, blank, and kept from there."""
+    fw = firmware(variant="counter")
+    with target(backend) as (client, _), client.console.pexpect() as console:
+        client.power.on()
+        client.flasher.flash(fw.elf)
+        assert boots(console, backend) == 1
+        client.power.off()
+        client.power.on()
+        assert boots(console, backend) == 2
+
+
+def test_an_image_outside_the_flash_is_written_again_at_every_power_on(backend, firmware, tmp_path):
+    """A blob flashed into RAM is no flash content: it does not survive in the saved flash, so every power-on
+    writes it again, as before flash persisted."""
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes.fromhex("78563412"))
+    with target(backend, allow_raw_monitor=True) as (client, _):
+        client.flasher.flash(firmware().elf)
+        client.flasher.flash(blob, load_address="0x20030000")  # SRAM the firmware does not use
+        for _ in range(2):
+            client.power.on()
+            assert client.monitor_cmd("sysbus ReadDoubleWord 0x20030000").strip() == "0x12345678"
+            client.power.off()
+
+
+@pytest.mark.parametrize("board", ["fe310", "stm32f4"])
+def test_a_restore_does_not_restart_the_firmware(backend, firmware, board):
+    """The boot entry goes back into the reset macro after a `Load`, not into the running CPU: a RISC-V core's
+    PC set at a restore would start the firmware again (its banner again) in the middle of the snapshot."""
+    fw = firmware(board)
+    with target(backend, platform=fw.platform, uart=fw.console, autostart=False) as (client, _):
+        client.flasher.flash(fw.elf)
+        client.power.on()
+        client.expect_output(re.escape(fw.banner.decode()), timeout=1)
+        client.save_snapshot("booted")
+        client.restore_snapshot("booted")
+        with pytest.raises(ExpectTimeout):
+            client.expect_output("BOOT", timeout=0.5)
+        client.write_uart("after\r")
+        client.expect_output(r"echo: after\r\n", timeout=1)

@@ -202,8 +202,7 @@ async def test_restore_loads_without_the_ptys_and_keeps_the_run_state(make, tmp_
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         'jumpstarter_watch "sysbus.usart3" "term_debug"',
         "jumpstarter_rearm_reset",
-        "sysbus.cpu VectorTableOffset 0x8000000",  # the boot entry again, now and in the macro
-        'macro reset "sysbus.cpu VectorTableOffset 0x8000000"',
+        'macro reset "sysbus.cpu VectorTableOffset 0x8000000"',  # only in the macro: the CPU runs on
         "start",
     ]
     assert all(channel.attached for channel in instance.channels.values())

@@ -20,13 +20,8 @@ from .spec import Firmware
 @dataclass
 class MachineFlash:
     images: list[Firmware] = field(default_factory=list)  # flashed since the last erase, oldest first
-    saved_images: int = 0  # how many of them the saved contents hold
+    pending: list[Firmware] = field(default_factory=list)  # those the saved contents do not hold: written at power-on
     memories: tuple[str, ...] = ()  # its non-volatile memories (peripheral paths), once known
-
-    @property
-    def pending(self) -> list[Firmware]:
-        """Images the saved contents do not hold yet: written at the next power-on."""
-        return self.images[self.saved_images :]
 
     @property
     def boot(self) -> Firmware | None:
@@ -57,7 +52,9 @@ class FlashStore:
 
     def add(self, machine: str, image: Firmware) -> None:
         """An image flashed: written over the contents at the next power-on (and now, if the board runs)."""
-        self.machine(machine).images.append(image)
+        flash = self.machine(machine)
+        flash.images.append(image)
+        flash.pending.append(image)
 
     def discard(self, machine: str, image: Firmware | None) -> None:
         """An image that could not be written (a failed re-flash): forgotten, its file removed."""
@@ -66,6 +63,7 @@ class FlashStore:
         flash = self.machine(machine)
         if image in flash.pending:
             flash.images.remove(image)
+            flash.pending.remove(image)
         image.path.unlink(missing_ok=True)
 
     def contents(self, machine: str, memory: str) -> Path:
@@ -76,21 +74,19 @@ class FlashStore:
         path = self.contents(machine, memory)
         return path if path.exists() else None
 
-    def keep(self, machine: str, memory: str, written: Path) -> None:
-        """A memory's contents were written to `written` (in `temporary()`): they are the saved ones now."""
-        os.replace(written, self.contents(machine, memory))
+    def keep(self, machine: str, written: dict[str, Path], images: list[Firmware]) -> None:
+        """Each memory's contents were written to a temporary file (`temporary()`): they are the saved ones now,
+        holding `images`, whose files are no longer needed (their entries stay known)."""
+        for memory, path in written.items():
+            os.replace(path, self.contents(machine, memory))
+        flash = self.machine(machine)
+        for image in images:
+            image.path.unlink(missing_ok=True)
+        flash.pending = [image for image in flash.pending if image not in images]
 
     def temporary(self, machine: str, memory: str) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder / f".{machine}.{memory}.nvm.new"
-
-    def all_saved(self, machine: str) -> None:
-        """Every memory of the machine was saved: the contents hold every image flashed so far, whose files
-        are no longer needed (the boot image's entry stays known)."""
-        flash = self.machine(machine)
-        for image in flash.pending:
-            image.path.unlink(missing_ok=True)
-        flash.saved_images = len(flash.images)
 
     def erase(self, machine: str) -> None:
         """Blank: no saved contents, no images."""

@@ -32,17 +32,16 @@ import itertools
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 
 from . import snapshots
-from .errors import RenodeError, RenodeExitedError, RenodeStateError, RenodeTimeoutError
+from .errors import RenodeExitedError, RenodeStateError, RenodeTimeoutError
 from .flashstore import FlashStore
 from .instance import RenodeInstance
-from .spares import Spare
 from .spec import BoardSpec, Firmware
 from .uart import UartChannel
 from .warm import WarmStart, reusable
@@ -109,26 +108,12 @@ class Target:
                 f"cannot {action}: Renode failed ({self._instance.why_failed()}); run `power on` to start a new one"
             )
 
+    # Read-only views, for diagnostics and tests: calls go through `instance()`.
     firmware = property(lambda self: self.flash.boot_images(), doc="machine -> the image it boots")
-
-    @property
-    def renode(self) -> RenodeInstance | None:
-        """The Renode instance while one exists (ON or FAILED), for diagnostics: calls go through `instance()`."""
-        return self._instance
-
-    @property
-    def pid(self) -> int | None:
-        """Renode's process id while one exists."""
-        return None if self._instance is None else self._instance.pid
-
-    @property
-    def spares(self) -> tuple[Spare, ...]:
-        """The live spares (at most one while the target is on, two while it is off)."""
-        return () if self.warm is None else self.warm.spares
-
-    @property
-    def existing_workdir(self) -> Path | None:
-        return self._workdir  # without creating one
+    renode = property(lambda self: self._instance, doc="the Renode instance while one exists (ON or FAILED)")
+    pid = property(lambda self: None if self._instance is None else self._instance.pid, doc="Renode's pid")
+    spares = property(lambda self: () if self.warm is None else self.warm.spares, doc="the live spares (warm.py)")
+    existing_workdir = property(lambda self: self._workdir, doc="the work dir, if made (without making one)")
 
     @property
     def workdir(self) -> Path:
@@ -171,11 +156,24 @@ class Target:
     async def power_off(self) -> None:
         """Any state -> OFF: the process is stopped and reaped before the call returns."""
         async with self._lock:
-            if self.state is not TargetState.OFF:
-                await self._stop()
-            if self.warm is not None:
-                self.warm.forget_snapshots()
-                self.warm.keep()
+            await self._off()
+
+    async def cut_power(self, cut: Callable[[RenodeInstance], Awaitable[bool]]) -> bool:
+        """Run `cut` on the board's Renode and power off if it cut the power, under one hold of the lock: no
+        other call (a flash, a resume) can come between the cut and the save of the flash."""
+        async with self.instance("cut power at a flash operation") as instance:
+            if not await cut(instance):
+                return False
+            with anyio.CancelScope(shield=True):
+                await self._off()
+            return True
+
+    async def _off(self) -> None:
+        if self.state is not TargetState.OFF:
+            await self._stop()
+        if self.warm is not None:
+            self.warm.forget_snapshots()
+            self.warm.keep()
 
     async def _stop(self) -> None:
         """The board's Renode stops serving it: cleared to be a spare (warm start), else killed and reaped."""
@@ -204,7 +202,7 @@ class Target:
             with anyio.CancelScope(shield=True):
                 await instance.session.pause(timeout=min(self._spec().command_timeout, HALT_TIMEOUT))
                 await instance.power_off()
-        except RenodeError as exc:
+        except Exception as exc:  # a full disk too: whatever it was, power off goes on
             self.logger.warning("Renode did not pause and save its flash at power off (%s): killing it", exc)
             return False
         return True
@@ -240,8 +238,9 @@ class Target:
             self.flash.erase(machine) if firmware is None else self.flash.add(machine, firmware)
             if self.state is TargetState.ON:
                 assert self._instance is not None
-                try:
-                    await self._instance.reflash(machine, firmware)
+                try:  # shielded (every step is bounded): a client leaving mid-call cannot tear it
+                    with anyio.CancelScope(shield=True):
+                        await self._instance.reflash(machine, firmware)
                 except BaseException:
                     self.flash.discard(machine, firmware)
                     self._notice_failure()

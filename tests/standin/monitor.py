@@ -989,18 +989,9 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
             w.value("0x%08X" % m.memory.read_u32(values[0]))
         return True
 
-    def peripheral_command(self, toks, periph, path, w):
-        m = self.current
-        typ = m.periphs[periph][0]
-        if typ in (BUTTON, LED) and len(toks) >= 2:
-            return self.gpio_command(toks, periph, path, typ, w)
-        if typ.startswith("UART.") and len(toks) >= 2 and toks[1].value == "WriteChar":
-            value = parse_number(toks[2].value) if len(toks) == 3 else None
-            if value is None or not 0 <= value <= 0xFF:
-                raise SignatureMismatch([("Void", "WriteChar", [("Byte", "value", None)])])
-            m.uart_receive(periph, bytes([value]))  # measured on 1.16.1: `sysbus.usart3 WriteChar 0x68`
-            return True
-        if typ.startswith("CPU.") and m.core and len(toks) in (2, 3) and toks[1].value == "IsHalted":
+    def cpu_property(self, m, typ, toks, w):
+        """`<cpu> IsHalted`, `PC`, `VectorTableOffset` (Cortex-M): read, or set with a value; False if none."""
+        if toks[1].value == "IsHalted":
             if len(toks) == 2:
                 w.value(str(m.core.halted))
             elif toks[2].value.lower() in ("true", "false"):
@@ -1009,7 +1000,7 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
                 raise SignatureMismatch([("Void", "IsHalted", [("Boolean", "value", None)])])
             return True
         props = {"PC"} | ({"VectorTableOffset"} if typ.endswith("CortexM") else set())
-        if typ.startswith("CPU.") and m.core and len(toks) in (2, 3) and toks[1].value in props:
+        if toks[1].value in props:
             prop = toks[1].value
             if len(toks) == 2:
                 w.value(m.core.show(prop))
@@ -1022,8 +1013,26 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
                 )
             if prop == "PC":
                 m.core.set_pc(value)
+                if m.fw is not None and m.fw.booted and m.fw.runs:
+                    m.fw.reset()  # the CPU jumps there: a firmware's entry starts it over (banner again)
+                    m.fw.boot_ns = None
             else:
                 m.core.set_vtor(value, m.memory)
+            return True
+        return False
+
+    def peripheral_command(self, toks, periph, path, w):
+        m = self.current
+        typ = m.periphs[periph][0]
+        if typ in (BUTTON, LED) and len(toks) >= 2:
+            return self.gpio_command(toks, periph, path, typ, w)
+        if typ.startswith("UART.") and len(toks) >= 2 and toks[1].value == "WriteChar":
+            value = parse_number(toks[2].value) if len(toks) == 3 else None
+            if value is None or not 0 <= value <= 0xFF:
+                raise SignatureMismatch([("Void", "WriteChar", [("Byte", "value", None)])])
+            m.uart_receive(periph, bytes([value]))  # measured on 1.16.1: `sysbus.usart3 WriteChar 0x68`
+            return True
+        if typ.startswith("CPU.") and m.core and len(toks) in (2, 3) and self.cpu_property(m, typ, toks, w):
             return True
         if typ.startswith("CPU.") and len(toks) >= 2:
             self.no_member(toks, periph)

@@ -76,7 +76,7 @@ class Lifecycle(Protocol):
 
     def serving(self, action: str) -> Board: ...  # the Board while on, without the lock
 
-    async def power_off(self) -> None: ...
+    async def cut_power(self, cut) -> bool: ...  # run `cut` on the Board; power off if it returns True
 
 
 class Root(Protocol):

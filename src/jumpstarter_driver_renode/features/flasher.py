@@ -90,15 +90,16 @@ class Flasher(Feature):
                 await board.session.on(machine.name, image.load_command(), timeout=board.spec.startup_timeout)
             await self._boot(board, machine.name)
 
-    async def _boot(self, board: Board, machine: str) -> None:
-        """Point the boot CPU at the boot image's entry, now and at every reset (the `reset` macro, which Renode
-        runs at `machine Reset` and at the firmware's own resets): a reset starts the firmware from its reset
-        vector, as hardware does, and writes nothing into flash."""
+    async def _boot(self, board: Board, machine: str, now: bool = True) -> None:
+        """Point the boot CPU at the boot image's entry at every reset (the `reset` macro, which Renode runs at
+        `machine Reset` and at the firmware's own resets), and now unless the CPU is mid-run (a snapshot's):
+        a reset starts the firmware from its reset vector, as hardware does, and writes nothing into flash."""
         boot = board.firmware.get(machine)
         if boot is None or boot.entry is None:
             return
         line = (await self._boot_cpu(board, machine)).entry_command(boot.entry)
-        await board.session.on(machine, line)
+        if now:
+            await board.session.on(machine, line)
         await board.session.on(machine, commands.reset_macro(line))
 
     async def reflash(self, board: Board, machine: str, firmware: Firmware | None) -> None:
@@ -123,7 +124,7 @@ class Flasher(Feature):
                 board.log.warning(
                     "this Renode cannot re-arm the reset macro after a snapshot load: resets may halt the CPU"
                 )
-            await self._boot(board, machine.name)
+            await self._boot(board, machine.name, now=False)  # the snapshot's CPU runs on where it was
 
     async def catch_up(self, board: Board, firmware: dict[str, Firmware]) -> None:
         """A spare that loaded a snapshot before a re-flash: it boots the target's boot images (its flash is the
@@ -131,7 +132,7 @@ class Flasher(Feature):
         for machine, image in firmware.items():
             if board.firmware.get(machine) != image:
                 board.firmware[machine] = image
-                await self._boot(board, machine)
+                await self._boot(board, machine, now=False)
 
     async def _boot_cpu(self, board: Board, machine: str) -> BootCpu:
         """The platform's first CPU, asked once: names differ between platforms (`cpu` is common, not universal)."""
@@ -186,14 +187,14 @@ class RenodeFlasher(BoundedErrors, FlasherInterface, Driver):
         operation = int(number)
         timeout = check_number(timeout, "timeout (virtual seconds)", 0, MAX_VIRTUAL_SECONDS, above=True)
         host_timeout = self.parent.expect_host_timeout
-        async with self.parent.target.instance("cut power at a flash operation") as board:
+
+        async def cut(board: Board) -> bool:
             reply = await board.feature(NonVolatile).cut_power(board, self.machine, operation, timeout, host_timeout)
-        if reply.outcome == "host-timeout":
-            raise RenodeTimeoutError(f"{host_timeout:g} s passed (host time) before the flash operation or the timeout")
-        if reply.outcome != "cut":
-            return False
-        await self.parent.target.power_off()
-        return True
+            if reply.outcome == "host-timeout":
+                raise RenodeTimeoutError(f"{host_timeout:g} s passed (host time) before the operation or the timeout")
+            return reply.outcome == "cut"
+
+        return await self.parent.target.cut_power(cut)
 
     @export
     async def dump(self, target, partition: str | None = None):

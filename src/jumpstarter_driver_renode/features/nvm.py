@@ -97,26 +97,41 @@ class NonVolatile(Feature):
         return ()
 
     async def reflash(self, board: Board, machine: str, firmware: Firmware | None) -> None:
-        """An erase blanks the memories now (an image is written by the flasher)."""
+        """An erase blanks the memories now; a first image on a board powered on without one finds its memory
+        (and blanks it) before the flasher writes the image."""
         assert board.flash is not None
-        if firmware is None:
-            async with board.session.paused():
-                for memory in board.flash.machine(machine).memories:
-                    await board.session.on(machine, blank_command(memory))
+        flash = board.flash.machine(machine)
+        if firmware is not None and flash.memories:
+            return
+        async with board.session.paused():
+            if firmware is not None:
+                spec = next(m for m in board.spec.machines if m.name == machine)
+                flash.memories = await self._memories(board, spec, flash)
+            for memory in flash.memories:
+                await board.session.on(machine, blank_command(memory))
 
     async def power_off(self, board: Board) -> None:
-        """Save each memory (as it was at a power cut, if one happened) where the next power-on finds it."""
+        """Save each memory (as it was at a power cut, if one happened) where the next power-on finds it: every
+        memory of a machine written first, then all put in place together. An image outside them stays
+        pending (written again at every power-on, as RAM would need)."""
         if board.flash is None:
             return
         for machine in board.spec.machines:
             flash = board.flash.machine(machine.name)
             if not flash.memories:
                 continue  # nothing persists: its images are written again at every power-on
-            for memory in flash.memories:
-                written = board.flash.temporary(machine.name, memory)
-                await board.session.on(machine.name, save_command(memory, written))
-                board.flash.keep(machine.name, memory, written)
-            board.flash.all_saved(machine.name)
+            written = {memory: board.flash.temporary(machine.name, memory) for memory in flash.memories}
+            for memory, path in written.items():
+                await board.session.on(machine.name, save_command(memory, path))
+            held = [image for image in flash.pending if await self._holds(board, machine.name, flash, image)]
+            board.flash.keep(machine.name, written, held)
+
+    async def _holds(self, board: Board, machine: str, flash: MachineFlash, image: Firmware) -> bool:
+        """Whether the image starts in one of the machine's non-volatile memories."""
+        if image.entry is None:
+            return False
+        output = await board.session.on(machine, f"sysbus WhatIsAt 0x{image.entry.vector_table:X}")
+        return memory_at(output, board.session.names[machine]) in flash.memories
 
     async def cut_power(
         self, board: Board, machine: str, operation: int, timeout: float, host_timeout: float

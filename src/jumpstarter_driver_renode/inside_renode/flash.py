@@ -17,7 +17,6 @@
 # is exactly the flash of that instant however far the emulation ran on. Arguments arrive as decimal
 # strings or peripheral paths the driver checked: nothing a client sends is ever code.
 
-from Antmicro.Renode.Peripherals.MTD import STM32F4_FlashController
 from System import Array, BitConverter, Byte, Func, Int64, UInt32
 from System.IO import File, FileMode, FileStream
 
@@ -26,7 +25,7 @@ ERASED = 0xFF
 # Flash controller models whose operations can be counted: type name -> (control register offset, PG
 # bit, STRT bit). STM32F4 (RM0090): FLASH_CR at 0x10; a program operation begins when the firmware sets
 # PG (ST's HAL sets it once per word), an erase when it sets STRT.
-CONTROLLERS = {STM32F4_FlashController: (0x10, 1 << 0, 1 << 16)}
+CONTROLLERS = {"STM32F4_FlashController": (0x10, 1 << 0, 1 << 16)}
 _cut_copies = {}  # (machine, memory path) -> [(segment index, bytes)] taken at a power cut
 
 
@@ -42,7 +41,9 @@ def _segments(memory):
 
 def mc_jumpstarter_nvm_blank(name):
     """Make the memory read as erased flash (what the firmware has never written reads 0xFF)."""
-    memory = _memory(monitor.Machine, name)  # noqa: F821 (set by Renode)
+    machine = monitor.Machine  # noqa: F821 (set by Renode)
+    memory = _memory(machine, name)
+    _forget_cut(machine, name)
     memory.ResetByte = ERASED
     memory.ZeroAll()  # fills the touched segments with ResetByte; the others get it when touched
     print("jumpstarter-nvm blank %d" % memory.Size)
@@ -59,6 +60,7 @@ def mc_jumpstarter_nvm_load(name, path):
         raise Refusal("bad-file", "%s is not a memory image the driver wrote" % path)  # noqa: F821
     if BitConverter.ToUInt32(data, 6) != size or BitConverter.ToUInt32(data, 10) != memory.SegmentCount:
         raise Refusal("bad-file", "%s was saved from a memory of another layout" % path)  # noqa: F821
+    _forget_cut(machine, name)
     memory.ResetByte = ERASED
     memory.ZeroAll()
     offset, loaded = 14, 0
@@ -94,14 +96,22 @@ def mc_jumpstarter_nvm_save(name, path):
 
 
 def _controller(machine):
-    for kind, registers in CONTROLLERS.items():
-        for peripheral in machine.GetPeripheralsOfType[kind]():
+    from Antmicro.Renode.Peripherals import MTD  # here: a Renode without these models still runs the rest
+
+    for name, registers in CONTROLLERS.items():
+        kind = getattr(MTD, name, None)
+        for peripheral in machine.GetPeripheralsOfType[kind]() if kind is not None else ():
             return peripheral, registers
     raise Refusal(  # noqa: F821
         "unsupported",
         "counting flash operations needs a flash controller model the driver knows (%s); this machine has none"
-        % ", ".join(sorted(kind.__name__ for kind in CONTROLLERS)),
+        % ", ".join(sorted(CONTROLLERS)),
     )
+
+
+def _forget_cut(machine, name=None):
+    for key in [key for key in _cut_copies if key[0] is machine and (name is None or key[1] == name)]:
+        del _cut_copies[key]
 
 
 def mc_jumpstarter_power_cut(operation, names, timeout_ns, host_ms):
@@ -114,7 +124,9 @@ def mc_jumpstarter_power_cut(operation, names, timeout_ns, host_ms):
     memories = [(name, _memory(machine, name)) for name in names.split(",") if name]
     wanted = int(operation)
     state = {"count": 0, "previous": 0}
+    copies = {}  # published only if this call ends in a cut
     wait = Wait(machine, _paused())  # noqa: F821
+    _forget_cut(machine)
 
     def hook(value, offset):
         value = int(value)
@@ -127,7 +139,7 @@ def mc_jumpstarter_power_cut(operation, names, timeout_ns, host_ms):
             if state["count"] == wanted:
                 value &= ~strt  # an erase never starts; a program's data write follows after the pause
                 for name, memory in memories:
-                    _cut_copies[(machine, name)] = _segments(memory)
+                    copies[(machine, name)] = _segments(memory)
                 machine.PauseAndRequestEmulationPause(True)
                 wait.finish(("cut", state["count"], _exact_now_ns(machine)))  # noqa: F821
         return UInt32(value)
@@ -139,4 +151,6 @@ def mc_jumpstarter_power_cut(operation, names, timeout_ns, host_ms):
     finally:
         bus.SetHookBeforePeripheralWrite[UInt32](controller, None, None)
     outcome, count, when = result
+    if outcome == "cut":
+        _cut_copies.update(copies)
     print("jumpstarter-cut %s %d %d %d" % (outcome, count or 0, when, _now_ns(machine)))  # noqa: F821
