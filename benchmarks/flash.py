@@ -1,6 +1,7 @@
-"""What persistent flash costs per power cycle: power off + power on + the firmware's `boots=<n>` line, with
-the flash kept (the default) and with `non_volatile: []` (nothing kept: the image is written into a fresh
-Renode at every power-on, the old behaviour), on the project's STM32F4 `counter` firmware.
+"""What persistent flash costs per power cycle, on the project's STM32F4 `counter` firmware: the save (power
+off) and the load (power-on) alone, through the monitor; and power off + power on + the firmware's
+`boots=<n>` line, with the flash kept (the default) and with `non_volatile: []` (nothing kept: the image is
+written into a fresh Renode at every power-on, the old behaviour).
 
     uv run python benchmarks/flash.py [--rounds 10] [--work 0 1] [--stand-in]
 
@@ -59,6 +60,32 @@ def measure(renode: str, image: Path, rounds: int, work: float, non_volatile) ->
     return times
 
 
+def save_and_load(renode: str, image: Path, rounds: int, folder: Path) -> tuple[list[float], list[float]]:
+    """The persistence steps alone: the driver's save and load commands for the flash, timed through the
+    monitor (raw monitor on, for this measurement only), on the paused board after its first boot."""
+    config = {"platform": firmware_build.PLATFORM["stm32f4"], "uart": "sysbus.usart2", "renode_path": renode}
+    driver = Renode(**config, allow_raw_monitor=True)
+    saves, loads = [], []
+    try:
+        with serve(driver) as board:
+            board.flasher.flash(str(image))
+            board.power.on()
+            board.expect_output(r"boots=\d+\r\n", timeout=5)
+            board.pause()
+            path = folder / "flash.nvm"
+            for _ in range(rounds):
+                start = time.perf_counter()
+                board.monitor_cmd(f'jumpstarter_nvm_save "sysbus.flash" "{path}"')
+                saves.append((time.perf_counter() - start) * 1000)
+                start = time.perf_counter()
+                board.monitor_cmd(f'jumpstarter_nvm_load "sysbus.flash" "{path}"')
+                loads.append((time.perf_counter() - start) * 1000)
+            board.power.off()
+    finally:
+        driver.close()
+    return saves, loads
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
@@ -74,6 +101,9 @@ def main() -> int:
         what = "stand-in" if args.stand_in else "Renode 1.16.1"
         print(f"{what}, STM32F4 Discovery, counter firmware, {args.rounds} rounds, warm start; median / p95 ms")
         print(f"{'power cycle + boots line':34} {'work s':>6} {'flash kept':>18} {'non_volatile: []':>18}")
+        saves, loads = save_and_load(renode, image, args.rounds, Path(out))
+        print(f"{'save of the flash (3 segments)':34} {'':6} {statistics.median(saves):8.1f} / {p95(saves):7.1f}")
+        print(f"{'load of the flash (3 segments)':34} {'':6} {statistics.median(loads):8.1f} / {p95(loads):7.1f}")
         for work in args.work:
             kept = measure(renode, image, args.rounds, work, None)
             fresh = measure(renode, image, args.rounds, work, [])
