@@ -1,10 +1,10 @@
 """A target's non-volatile memory between Renode processes: what outlives a power cycle.
 
 Per machine: the images flashed since the last erase (oldest first), the contents of each non-volatile
-memory as saved at the last power off (one file each, in the target's directory), and how many of the
-images those contents already hold. A power-on puts the saved contents back and writes the images
-flashed since over them, as a flashing tool writes only an image's own bytes; the next power off saves
-the memories again. Host-side state only: features/nvm.py moves it in and out of Renode.
+memory as saved at the last power off (one file each, in the target's directory), and the images those
+contents do not hold yet (pending). A power-on puts the saved contents back and writes the pending
+images over them, as a flashing tool writes only an image's own bytes; the next power off saves the
+memories again. Host-side state only: features/nvm.py moves it in and out of Renode.
 """
 
 from __future__ import annotations
