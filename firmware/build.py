@@ -36,6 +36,7 @@ BANNER_PREFIX = "BOOT jumpstarter-renode-fw board="
 VARIANTS = {
     "stm32f4": {
         "counter": ("main.c", ["-DBOOT_COUNTER"], None),  # boot counter in flash, `reboot`
+        "can_ecu": ("main.c", ["-DCAN_ECU"], None),  # CAN1: periodic frame, forwarding, UDS on ISO-TP
         "bootloader": ("bootloader.c", [], None),  # starts the application at APP_ADDRESS
         "app": ("main.c", [], 0x08020000),  # the plain firmware, linked for the bootloader
     },

@@ -6,12 +6,16 @@
  * usart3): every console line is also sent there, and lines received there are printed
  * on the console as "bus: <line>".
  *
- * All work happens in the USART2, USART3, SysTick and EXTI0 handlers (same priority, so
- * they never preempt each other); the main loop only sleeps in WFI, because a firmware that
- * polls a peripheral register while idle runs many times slower than real time in Renode.
+ * All work happens in the USART2, USART3, SysTick and EXTI0 handlers (and CAN1 RX0 in the
+ * CAN ECU build), all at the same priority, so they never preempt each other; the main loop
+ * only sleeps in WFI, because a firmware that polls a peripheral register while idle runs
+ * many times slower than real time in Renode.
  *
  * The green user LED (PD12, "sysbus.gpioPortD.UserLED" in Renode) is lit exactly while the
  * user button (PA0, "sysbus.gpioPortA.UserButton") is held: EXTI0 fires on both edges.
+ *
+ * Built with -DCAN_ECU it is also a small CAN ECU on CAN1 (can_ecu.h): SysTick then runs
+ * at 1 ms for good and the 100 ms ticks are counted down from it.
  */
 #include <stdint.h>
 
@@ -80,6 +84,9 @@
 /* Renode's SysTick fires every RVR counts (real silicon: RVR + 1), so this is exactly
  * 100 ms of emulated time; 7.2 M fits the 24-bit reload register. */
 #define TICK_RELOAD (SYSTICK_HZ / 10)
+/* The CAN ECU build: SysTick every 1 ms (same convention), 100 of them make a tick. */
+#define MS_RELOAD   (SYSTICK_HZ / 1000)
+#define TICK_MS     100
 
 static void usart_putc(uint32_t base, char c)
 {
@@ -104,11 +111,40 @@ static void bus_send(const char *s, uint32_t n);
 static void reboot_on(const char *s, uint32_t n);
 /* The counter build also resets itself on the line "reboot" (after its echo). */
 #define CONSOLE_LINE_HOOK(s, n) (bus_send(s, n), reboot_on(s, n))
+#elif defined(CAN_ECU)
+static void can_send_on(const char *s, uint32_t n);
+/* The CAN ECU build also runs "can send <ID>#<DATA>" (after its echo and the bus). */
+#define CONSOLE_LINE_HOOK(s, n) (bus_send(s, n), can_send_on(s, n))
 #else
 /* Every console line goes to the bus after its echo and command handling (console.h). */
 #define CONSOLE_LINE_HOOK(s, n) bus_send(s, n)
 #endif
 
+#ifdef CAN_ECU
+/* SysTick never stops in this build (the CAN timing needs it): ticks are a countdown of
+ * 1 ms SysTicks, so the first one comes 100 SysTicks after "ticks on", i.e. 99 to 100 ms
+ * later (not a full period to the cycle as in the other builds), then every 100 ms. */
+static uint32_t tick_ms_left; /* 0: ticks off */
+
+static void ticker_start(void)
+{
+    tick_ms_left = TICK_MS;
+}
+
+static void ticker_stop(void)
+{
+    tick_ms_left = 0;
+}
+
+static void systick_start_ms(void)
+{
+    SYST_CSR = 0;
+    SYST_RVR = MS_RELOAD;
+    SYST_CVR = 0;
+    SCB_ICSR = ICSR_PENDSTCLR;
+    SYST_CSR = CSR_ENABLE | CSR_TICKINT | CSR_CLKSOURCE;
+}
+#else
 static void ticker_start(void)
 {
     SYST_CSR = 0;
@@ -123,11 +159,15 @@ static void ticker_stop(void)
     SYST_CSR = 0;
     SCB_ICSR = ICSR_PENDSTCLR;
 }
+#endif
 
 #include "../common/console.h"
 
 #ifdef BOOT_COUNTER
 #include "boot_counter.h"
+#endif
+#ifdef CAN_ECU
+#include "can_ecu.h"
 #endif
 
 static uint32_t button_down; /* last state reported on the console */
@@ -208,7 +248,15 @@ static void usart3_handler(void)
 
 static void systick_handler(void)
 {
+#ifdef CAN_ECU
+    can_ecu_ms();
+    if (tick_ms_left && --tick_ms_left == 0) {
+        tick_ms_left = TICK_MS;
+        console_tick();
+    }
+#else
     console_tick();
+#endif
 }
 
 /* Linker script symbols. */
@@ -238,6 +286,10 @@ void reset_handler(void)
 #ifdef BOOT_COUNTER
     boot_counter_update();
 #endif
+#ifdef CAN_ECU
+    can_ecu_init();     /* also enables its NVIC line, still masked here */
+    systick_start_ms(); /* first periodic frame 10 ms from here */
+#endif
     NVIC_ISER(USART2_IRQ / 32) = 1u << (USART2_IRQ % 32);
     NVIC_ISER(USART3_IRQ / 32) = 1u << (USART3_IRQ % 32);
     NVIC_ISER(EXTI0_IRQ / 32) = 1u << (EXTI0_IRQ % 32);
@@ -258,6 +310,11 @@ static void unexpected_handler(void)
 
 typedef void (*vector_t)(void);
 
+#ifndef CAN_ECU
+#define CAN1_RX0_IRQ 20
+#define can1_rx0_handler unexpected_handler
+#endif
+
 /* Placed first in flash (0x08000000): Renode and the hardware read SP and PC from here. */
 __attribute__((section(".vectors"), used))
 static const vector_t vectors[16 + USART3_IRQ + 1] = {
@@ -267,7 +324,9 @@ static const vector_t vectors[16 + USART3_IRQ + 1] = {
     [15] = systick_handler,
     [16 ... 16 + EXTI0_IRQ - 1] = unexpected_handler,
     [16 + EXTI0_IRQ] = exti0_handler,
-    [16 + EXTI0_IRQ + 1 ... 16 + USART2_IRQ - 1] = unexpected_handler,
+    [16 + EXTI0_IRQ + 1 ... 16 + CAN1_RX0_IRQ - 1] = unexpected_handler,
+    [16 + CAN1_RX0_IRQ] = can1_rx0_handler,
+    [16 + CAN1_RX0_IRQ + 1 ... 16 + USART2_IRQ - 1] = unexpected_handler,
     [16 + USART2_IRQ] = usart2_handler,
     [16 + USART3_IRQ] = usart3_handler,
 };
