@@ -21,12 +21,22 @@ Read from Renode 1.16.1's sources (renode-infrastructure add012af):
   connectable's AttachTo with the element's runtime type; none fits -> `Could not find a way to connect
   <element type> to <connectable type>` (`disconnect ... from ...` for Disconnect).
 - `src/Emulator/Extensions/Tools/Network/CANHub.cs` (`CreateCANHub(name, loopback = false,
-  useNetworkByteOrderForLogging = true)`, ICAN peripherals) and `Switch.cs` (`CreateSwitch(name)`,
-  IMACInterface peripherals): named externals here; the stand-in's platforms have no CAN or Ethernet
-  peripheral, so nothing can join them, and frames are not modelled.
+  useNetworkByteOrderForLogging = true)`): AttachTo(ICAN) subscribes to the peripheral's FrameSent (the
+  stand-in's STM32F4 has two STMCANs, canmodel.py). Transmit(sender, frame), on the sender's CPU thread:
+  FrameReceived(hub, sender, frame) is raised first, even while the hub is stopped; then nothing more
+  unless started; else every OTHER attached peripheral (the sender too if `loopback`) gets the frame
+  through its machine's time domain: `HandleTimeDomainEvent(OnFrameReceived, frame, vts)` with vts the
+  sender's virtual time stamp, which on a CPU thread is the nearest sync point (SlaveTimeSource registers
+  `TimeStamp(NearestSyncPoint, Domain)`), so it reaches the receivers at the next synced state, as the
+  UART hub's characters do. A frame whose Data is null (an STMCAN's DLC 0 frame) kills Renode there
+  (`ToSocketCAN`, measured: firmware/README.md). DetachFrom of a peripheral never attached throws there (a dictionary lookup);
+  the stand-in ignores it.
+- `Switch.cs` (`CreateSwitch(name)`, IMACInterface peripherals): a named external; the stand-in's platforms
+  have no Ethernet peripheral, so nothing can join it, and frames are not modelled.
 """
 
 from errors import CommandError, SignatureMismatch
+from faults import crash
 from tokens import parse_bool
 from versions import C_GREEN, C_YELLOW
 
@@ -61,6 +71,7 @@ class Hub:
         self.name, self.kind, self.loopback = name, kind, loopback
         self.started = False  # UARTHubBase.started: false until the ExternalsManager starts it
         self.members = []  # [(Machine, peripheral name)] in attach order (the UARTs' dictionary)
+        self.frame_handlers = []  # CANHub.FrameReceived: callable(hub, machine, peripheral, {"frame": frame})
 
     @property
     def type_name(self):
@@ -84,7 +95,7 @@ class Hub:
         if (machine, periph) not in self.members:
             if self.kind == "UART":
                 return "Cannot detach from the provided UART as it is not registered in this hub."
-            return None  # CANHub/Switch: not reachable here (nothing can be attached to them)
+            return None  # CANHub: a KeyNotFoundException in Renode, not modelled; Switch: nothing can join
         self.members.remove((machine, periph))
         return None
 
@@ -99,6 +110,33 @@ class Hub:
             if machine.emu.machines.get(machine.name) is not machine:
                 continue  # removed from the emulation
             machine.hub_receive(recipient, data, due)
+
+    def transmit_frame(self, sender, periph, frame, now_ns):
+        """CANHub.Transmit: a frame the sender's CAN controller sent (on the CPU thread, at now_ns);
+        frame = (id, data bytes, extended, remote)."""
+        message = {"frame": frame}  # the one CANMessageFrame of this Transmit (pyapi.py adds it)
+        for handler in list(self.frame_handlers):
+            sender.call(handler, self, sender, periph, message)
+        if "back" in message:
+            frame = message["back"]()  # a handler may have changed it (reflection on its backing fields)
+        if frame[1] is None:
+            # An STMCAN's DLC 0 frame (Data null): `message.ToSocketCAN` throws a NullReferenceException,
+            # which nothing catches (measured on 1.16.1, firmware/README.md: "Fatal error", Renode is gone).
+            crash(
+                "System.NullReferenceException: Object reference not set to an instance of an object.\n"
+                "   at Antmicro.Renode.Core.CAN.CANMessageFrame.ToSocketCAN (System.Boolean useNetworkByteOrder)\n"
+                "   at Antmicro.Renode.Tools.Network.CANHub.Transmit (Antmicro.Renode.Peripherals.CAN.ICAN sender, "
+                "Antmicro.Renode.Core.CAN.CANMessageFrame message)"
+            )
+        if not self.started:
+            return
+        due = (now_ns // QUANTUM_NS + 1) * QUANTUM_NS
+        for machine, recipient in list(self.members):
+            if (machine, recipient) == (sender, periph) and not self.loopback:
+                continue
+            if machine.emu.machines.get(machine.name) is not machine:
+                continue  # removed from the emulation
+            machine.can_deliver(recipient, frame, due)
 
     def state(self):
         return {
@@ -123,6 +161,17 @@ def transmit(machine, periph, data, now_ns):
     for hub in list(machine.emu.hubs.values()):
         if (machine, periph) in hub.members:
             hub.transmit(machine, periph, data, now_ns)
+
+
+def transmit_frame(machine, periph, frame, now_ns):
+    """A CAN controller sends `frame`: its FrameSent subscribers (the hubs it is attached to). False if it has
+    none (STMCAN then records a bit-dominant error)."""
+    attached = [
+        hub for hub in list(machine.emu.hubs.values()) if hub.kind == "CAN" and (machine, periph) in hub.members
+    ]
+    for hub in attached:
+        hub.transmit_frame(machine, periph, frame, now_ns)
+    return bool(attached)
 
 
 # `emulation Create*` (the EmulationExtensions of UARTHub.cs, CANHub.cs, Switch.cs) as the monitor lists them

@@ -7,6 +7,7 @@ import threading
 import time
 
 import hubs
+from canmodel import CAN1_BASE, CAN_MARKER, MS, STMCAN, TICK_MS, CanEcu
 from cpu import LINE_MAX, PROJECT_BOARDS, PROJECT_BUS, PROJECT_GPIOS, TICK_NS, Cpu, project_banner
 from errors import CommandError
 from faults import arm_crash_after, crash_after_start
@@ -25,17 +26,21 @@ class Firmware:
     `project` = (board, banner) for the project's own test firmware (firmware/), which the stand-in
     plays exactly: the banner on its board's console UART, `echo: <line>`, `ticks on`/`ticks off`
     (`tick <n>` every 100 ms of virtual time) and, on the STM32F4, the LED (PD12) following the button
-    (PA0) and the bus on USART3 (each console line sent on it, `bus: <line>` for each line received).
+    (PA0) and the bus on USART3 (each console line sent on it, `bus: <line>` for each line received),
+    and the `can_ecu` build's CAN1 node (canmodel.CanEcu: SysTick every 1 ms, so its ticks count SysTicks).
     Any other image plays the generic stand-in firmware, which leaves the GPIOs alone and talks only on
     the UARTs a terminal is connected to.
     """
 
-    def __init__(self, sha, loader, arch_ok=True, entry=0, project=None, counter=False, bootloader=None, silent=False):
+    def __init__(
+        self, sha, loader, arch_ok=True, entry=0, project=None, counter=False, bootloader=None, silent=False, can=False
+    ):
         self.sha, self.loader, self.arch_ok, self.entry = sha, loader, arch_ok, entry
         self.silent = silent  # code the stand-in cannot play: it prints nothing
         self.project = project
         self.counter = counter  # the `counter` build: a boot counter in flash, `reboot`
         self.bootloader = bootloader  # the bootloader build: the application's address
+        self.can = can  # the `can_ecu` build (firmware/stm32f4/can_ecu.h)
         self.reset()
 
     def reset(self):
@@ -46,6 +51,20 @@ class Firmware:
         self.ticks_on_ns = None
         self.linebuf = {}
         self.button_down = False  # the project firmware's last reported button state
+        self.ecu = None  # canmodel.CanEcu of the `can_ecu` build, from its boot on
+
+    def tick_due_ns(self, k):
+        """Virtual time of the project firmware's k-th tick since `ticks on`. The `can_ecu` build counts them
+        down from its 1 ms SysTick (SysTick n at boot + n ms): the first comes TICK_MS SysTicks after
+        `ticks on`, counting from the first SysTick after it, then one every TICK_MS."""
+        if not self.can:
+            return self.ticks_on_ns + k * TICK_NS
+        first = (self.ticks_on_ns - self.boot_ns) // MS + 1 + TICK_MS - 1
+        return self.boot_ns + (first + (k - 1) * TICK_MS) * MS
+
+    @property
+    def build_id(self):
+        return self.project[1].rpartition("build=")[2].encode() if self.project else b""
 
     def state(self):
         return {
@@ -64,6 +83,8 @@ class Firmware:
             "counter": self.counter,
             "bootloader": self.bootloader,
             "silent": self.silent,
+            "can": self.can,
+            "ecu": self.ecu.state() if self.ecu else None,
         }
 
     @classmethod
@@ -74,6 +95,7 @@ class Firmware:
         fw.linebuf = {k: v.encode("latin-1") for k, v in st["linebuf"].items()}
         fw.button_down = st.get("button_down", False)
         fw.counter, fw.bootloader, fw.silent = st.get("counter", False), st.get("bootloader"), st.get("silent")
+        fw.can = st.get("can", False)
         return fw
 
 
@@ -101,6 +123,12 @@ class Machine:
         # [Transient]: a machine from a snapshot has none
         self.reset_handlers = 0
         self.write_hooks = {}  # peripheral -> hook(value, offset) (sysbus SetHookBeforePeripheralWrite)
+        self.read_hooks = {}  # peripheral -> hook(value, offset) (sysbus SetHookAfterPeripheralRead, 32-bit)
+        self.cans = {}  # peripheral -> canmodel.STMCAN
+        self.can_masters = {}  # slave STMCAN -> its master (`master: can1` in the .repl)
+        # heap of (virtual ns due, seq, peripheral or None, frame or (handler, argument)): a hub's or the
+        # host's HandleTimeDomainEvent, run at this machine's synced state `due` (hubs.py)
+        self.can_rx = []
         self.controllers = {}  # peripheral -> flashmodel.FlashController
         self.flash_job = None  # the counter build's flash writes in progress (a generator)
         self.scanned = False  # whether the firmware in memory was looked for since the last reset or load
@@ -176,6 +204,87 @@ class Machine:
             if typ == "MTD.STM32F4_FlashController" and flash is not None:
                 self.controllers[name] = FlashController(self, name, flash)
 
+    def add_cans(self):
+        """The platform's STMCANs (masters first: a slave shares its master's filters)."""
+        stmcans = [name for name, (typ, _) in self.periphs.items() if typ == "CAN.STMCAN"]
+        for name in sorted(stmcans, key=lambda n: n in self.can_masters):
+            if name not in self.cans:
+                master = self.cans.get(self.can_masters.get(name))
+                self.cans[name] = STMCAN(self, name, master)
+
+    def periph_start(self, name):
+        """The address a peripheral is registered at on sysbus (`sysbus <0x40006400, +0x400>`), or None."""
+        m = re.match(r"sysbus\s+<?\s*(0x[0-9a-fA-F]+|\d+)", self.periphs[name][1])
+        return int(m.group(1), 0) if m else None
+
+    def periph_at(self, address):
+        return next((name for name in self.periphs if self.periph_start(name) == address), None)
+
+    def can_at(self, address):
+        """(peripheral, offset) of the STMCAN whose 0x400 bytes hold `address`, or None."""
+        for name in self.cans:
+            start = self.periph_start(name)
+            if start is not None and start <= address < start + 0x400:
+                return name, address - start
+        return None
+
+    def bus_read(self, periph, offset):
+        """A 32-bit read of a modelled peripheral through the system bus: its value, then the read hook."""
+        model = self.cans.get(periph)
+        value = model.read(offset) if model is not None else 0
+        hook = self.read_hooks.get(periph)
+        if hook is not None:
+            try:
+                value = int(hook(value, offset)) & 0xFFFFFFFF
+            except Exception as e:
+                LOG.log("ERROR", "Exception in a bus hook: %s: %s" % (type(e).__name__, e), self.src("sysbus"))
+        return value
+
+    def bus_write(self, periph, offset, value):
+        """A 32-bit write through the system bus: the write hook first (it may change the value)."""
+        hook = self.write_hooks.get(periph)
+        if hook is not None:
+            value = int(hook(value, offset)) & 0xFFFFFFFF
+        model = self.cans.get(periph)
+        if model is not None:
+            model.write(offset, value)
+
+    def can_send(self, periph, frame):
+        """An STMCAN's FrameSent: the hubs it is attached to (False if none)."""
+        return hubs.transmit_frame(self, periph, frame, self.emu.vt_ns)
+
+    def can_deliver(self, periph, frame, due_ns):
+        """A frame for this machine's CAN peripheral at its synced state `due_ns` (HandleTimeDomainEvent)."""
+        self.time_domain_event(due_ns, periph, frame)
+
+    def time_domain_event(self, due_ns, periph, payload):
+        with self.lock:
+            self.emu.seq += 1
+            heapq.heappush(self.can_rx, (due_ns, self.emu.seq, periph, payload))
+        self.emu.wake.set()
+
+    def can_received(self, now_ns):
+        """The synced state: the HandleTimeDomainEvent actions due by now (before the CPU runs on)."""
+        while self.can_rx and self.can_rx[0][0] <= now_ns:
+            _, _, periph, payload = heapq.heappop(self.can_rx)
+            if periph is None:
+                handler, argument = payload
+                self.call(handler, argument)
+            elif periph in self.cans:
+                self.cans[periph].on_frame_received(payload)
+
+    def ecu_until(self, now_ns):
+        """The `can_ecu` build: its SysTicks' CAN work due by now, then its CAN1 RX0 interrupt."""
+        fw, emu = self.fw, self.emu
+        ecu = fw.ecu
+        while not emu.pause_requested and self.fw is fw:
+            due = ecu.next_systick_ns(fw.boot_ns)
+            if due > now_ns:
+                break
+            ecu.systick((due - fw.boot_ns) // MS, due)
+        if ecu.irq() and not emu.pause_requested and self.fw is fw:
+            ecu.rx_isr(now_ns, self.project_console())
+
     def flash_controller(self):
         return next(iter(self.controllers.values()))
 
@@ -195,7 +304,9 @@ class Machine:
         banner = project_banner(detail)
         if banner is None:  # code the stand-in does not know, or none: the CPU starts (or halts), silent
             return Firmware("memory", "memory", True, start, None, silent=True)
-        return Firmware("memory", "memory", True, start, banner, counter=COUNTER_MARKER in detail)
+        return Firmware(
+            "memory", "memory", True, start, banner, counter=COUNTER_MARKER in detail, can=CAN_MARKER in detail
+        )
 
     def recognise(self, image):
         """After a loader: the project's builds are recognised from memory when the CPU starts (what runs is
@@ -244,6 +355,9 @@ class Machine:
                 if fw.counter and self.controllers:
                     self.flash_job = counter_update(self, console)
                     self.run_flash_job()
+            if fw.can and fw.project[0] == "stm32f4":
+                fw.ecu = CanEcu(self, self.periph_at(CAN1_BASE), fw.build_id)
+                fw.ecu.init()  # then SysTick every 1 ms: SysTick n at boot + n ms
             return
         for name, _ in self.uarts():
             self.emit_to(name, "Booting stand-in firmware sha256=%s loader=%s uart=%s\r\n" % (fw.sha, fw.loader, name))
@@ -257,6 +371,8 @@ class Machine:
                 times.append(now_ns)
             if self.hub_rx:
                 times.append(max(now_ns, self.hub_rx[0][0]))
+            if self.can_rx:
+                times.append(max(now_ns, self.can_rx[0][0]))
             fw = self.fw
             if fw is None and not self.scanned:
                 times.append(now_ns)
@@ -265,7 +381,9 @@ class Machine:
                     times.append(now_ns)
                 elif fw.runs and fw.project:
                     if fw.ticks_on_ns is not None:
-                        times.append(fw.ticks_on_ns + (fw.ticks + 1) * TICK_NS)
+                        times.append(fw.tick_due_ns(fw.ticks + 1))
+                    if fw.ecu is not None:
+                        times.append(now_ns if fw.ecu.irq() else fw.ecu.next_systick_ns(fw.boot_ns))
                 elif fw.runs:
                     times.append(fw.boot_ns + (fw.ticks + 1) * NS)
             if self.actions:
@@ -279,6 +397,7 @@ class Machine:
         emu = self.emu
         with self.lock:
             self.hub_received(now_ns)
+            self.can_received(now_ns)
             self.deliver()
             if self.fw is None and not self.scanned:
                 self.scanned = True
@@ -296,6 +415,8 @@ class Machine:
                     self.gpio_edges = set()
                 if self.gpio_edges and not emu.pause_requested:
                     self.gpio_interrupt()
+                if fw.runs and fw.ecu is not None and not emu.pause_requested:
+                    self.ecu_until(now_ns)  # SysTick (exception 15) before CAN1 RX0 (IRQ 20), both before USART2
                 while fw.runs and self.pending_rx and not emu.pause_requested and self.fw is fw:
                     periph, data = self.pending_rx.pop(0)
                     self.process_rx(periph, data, now_ns)
@@ -309,11 +430,7 @@ class Machine:
         fw, emu = self.fw, self.emu
         if fw.project:
             console = self.project_console()
-            while (
-                fw.ticks_on_ns is not None
-                and fw.ticks_on_ns + (fw.ticks + 1) * TICK_NS <= now_ns
-                and not emu.pause_requested
-            ):
+            while fw.ticks_on_ns is not None and fw.tick_due_ns(fw.ticks + 1) <= now_ns and not emu.pause_requested:
                 fw.ticks += 1
                 if console:
                     self.emit_to(console, "tick %d\r\n" % fw.ticks)
@@ -433,7 +550,7 @@ class Machine:
                     return True
         return False
 
-    def project_rx(self, periph, data, now_ns):
+    def project_rx(self, periph, data, now_ns):  # noqa: C901 - one branch per console command
         """The project firmware: a line buffer of LINE_MAX characters per UART; CR or LF ends a non-empty line.
         A console line is echoed, then (ticks handled) sent on the bus; a bus line is printed as `bus: <line>`
         on the console, neither sent back nor run as a command (firmware/README.md)."""
@@ -459,6 +576,8 @@ class Machine:
                     fw.ticks_on_ns = None
                 if bus:
                     self.emit_to(bus, "%s\r\n" % text)
+                if fw.ecu is not None:
+                    fw.ecu.console_line(line, console)
                 if fw.counter and line == b"reboot" and self.request_reset is not None:
                     fw.linebuf[periph] = b""
                     self.request_reset()  # SYSRESETREQ: Machine.RequestReset, the `reset` macro included
@@ -852,6 +971,10 @@ class Emulation:
                     "elf_lowest": m.elf_lowest,
                     "out_pending": [[p, d.hex()] for p, d in m.out_pending],
                     "hub_rx": [[due, seq, p, d.hex()] for due, seq, p, d in m.hub_rx],
+                    # frames in flight (the host's Python actions are not kept)
+                    "can_rx": [[due, seq, p, [f[0], f[1].hex(), f[2], f[3]]] for due, seq, p, f in m.can_rx if p],
+                    "cans": {name: model.state() for name, model in m.cans.items()},
+                    "can_masters": m.can_masters,
                     "gpios": m.gpios.state(),
                     "gpio_edges": sorted(m.gpio_edges),
                 }
@@ -883,6 +1006,16 @@ class Emulation:
             m.fw = Firmware.from_state(md["fw"]) if md["fw"] else None
             m.memory = Memory.from_state(md["memory"])
             m.add_controllers()
+            m.can_masters = md.get("can_masters", {})
+            m.add_cans()
+            for name, cst in md.get("cans", {}).items():
+                m.cans[name].load_state(cst)
+            m.can_rx = [
+                (due, seq, p, (f[0], bytes.fromhex(f[1]), f[2], f[3])) for due, seq, p, f in md.get("can_rx", [])
+            ]
+            heapq.heapify(m.can_rx)
+            if m.fw is not None and md["fw"].get("ecu"):
+                m.fw.ecu = CanEcu.from_state(m, m.fw.build_id, md["fw"]["ecu"])
             m.core = Cpu.from_state(m.cpu, m.cpu_log, md["core"]) if md["core"] else None
             m.elf_lowest = md["elf_lowest"]
             m.out_pending = [[p, bytearray.fromhex(d)] for p, d in md.get("out_pending", [])]

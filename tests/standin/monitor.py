@@ -822,6 +822,8 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
             if len(where) == 2 and where[0] == "sysbus":
                 m.memory.add(name, parse_number(where[1]), size)
         m.add_controllers()
+        m.can_masters.update(extra.get("masters", {}))
+        m.add_cans()
         self.wire_reset(m)
         if cpu and not m.cpu:
             m.core = Cpu(cpu, m.cpu_log, lambda level, text: LOG.log(level, text, m.src("sysbus")))
@@ -864,6 +866,8 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
                     m.flash_job = None
                     for controller in m.controllers.values():
                         controller.reset()
+                    for can in m.cans.values():
+                        can.reset()  # STMCAN.Reset: registers (the RX FIFOs keep their messages)
                     m.out_pending = []  # what the reset CPU had not printed yet
                     if m.core:
                         m.core.reset()  # CortexM.Reset forgets VTOR and PC; BaseRiscV.Reset: PC = ResetVector
@@ -978,11 +982,20 @@ class Monitor(HubCommands, GpioCommands, SnapshotCommands):
         return True
 
     def sysbus_word(self, meth, args, toks, w):
-        """`sysbus ReadDoubleWord <addr>` prints `0xDEADBEEF` (measured on 1.16.1); writes print nothing."""
+        """`sysbus ReadDoubleWord <addr>` prints `0xDEADBEEF` (measured on 1.16.1); writes print nothing.
+        An STMCAN's registers go through the model and the bus hooks (canmodel.py)."""
         m = self.current
         values = [parse_number(a.value) for a in args]
         if None in values or len(values) != (1 if meth == "ReadDoubleWord" else 2):
             raise SignatureMismatch([("UInt32", meth, [("UInt64", "address", None)])])
+        can = m.can_at(values[0])
+        if can is not None:
+            with self.emu.lock, m.lock:
+                if meth == "WriteDoubleWord":
+                    m.bus_write(*can, values[1] & 0xFFFFFFFF)
+                else:
+                    w.value("0x%08X" % m.bus_read(*can))
+            return True
         if meth == "WriteDoubleWord":
             m.memory.write(values[0], (values[1] & 0xFFFFFFFF).to_bytes(4, "little"))
         else:

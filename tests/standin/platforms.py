@@ -20,7 +20,7 @@ def parse_repl(path, seen=None, extra=None):  # noqa: C901 - one branch per kind
     """Returns (peripherals {name: (type, registration)}, cpu type or None).
 
     `extra`, if given, collects {"memories": {name: size}, "svds": [url], "gpios": [[source, pin, target,
-    pin]]} across `using`d files: MappedMemory sizes, the `ApplySVD @url` lines of `init:` sections, and the
+    pin]], "masters": {name: master}} across `using`d files (`master: can1`: an STMCAN's master); MappedMemory sizes, the `ApplySVD @url` lines of `init:` sections, and the
     single GPIO links of the entries (`-> gpioPortA@0` under `UserButton:`: the button's only output, pin
     None; `12 -> UserLED@0` under `gpioPortD:`: the port's pin 12). Ranges (`[0-15] -> exti@[0-15]`) and
     named outputs (`IRQ -> plic@3`) are not collected.
@@ -52,6 +52,9 @@ def parse_repl(path, seen=None, extra=None):  # noqa: C901 - one branch per kind
             size = re.match(r"^size\s*:\s*(0x[0-9a-fA-F]+|\d+)$", stripped)
             if size and extra is not None and last in periphs and periphs[last][0].endswith("MappedMemory"):
                 extra["memories"][last] = int(size.group(1), 0)
+            master = re.match(r"^master\s*:\s*([A-Za-z_]\w*)$", stripped)
+            if master and extra is not None and last:
+                extra.setdefault("masters", {})[last] = master.group(1)
             if not (
                 re.match(r"^([A-Za-z_]\w*\s*|\d+\s*)?->", stripped)
                 or re.match(r"^[A-Za-z_]\w*\s*:", stripped)

@@ -5,7 +5,9 @@ Fake modules `Antmicro.Renode.Core`, `Antmicro.Renode.Time`, `System`, `System.T
 installed in sys.modules by `install()` (no stand-in module shares these names), and facades over the
 stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTerminal):
 - infra `src/Emulator/Main/Core/EmulationManager.cs`: EmulationManager.Instance.CurrentEmulation
-- infra `src/Emulator/Main/Core/Emulation.cs`: IsStarted, StartAll (ending with Thread.Sleep(100)),
+- infra `src/Emulator/Main/Core/Emulation.cs`: IsStarted (its private setter by reflection), StartAll
+  (ending with Thread.Sleep(100)) and its steps (ExternalsManager.Start, Machine.Start,
+  MasterTimeSource.Start),
   PauseAll, RunFor, GetStartedStateChangedEvent(requiredStartedState, waitForTransition=True) (an
   AutoResetEvent set when IsStarted becomes the required state), ExternalsManager
 - infra `src/Emulator/Extensions/UserInterface/Monitor.cs` (`monitor`): Machine, and by reflection the
@@ -30,6 +32,20 @@ stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTermi
   AutoResetEvent / Monitor.Enter, Exit (a re-entrant lock per object)
 - System.Reflection: BindingFlags; Type.GetMethod (None when absent), MethodInfo.Invoke(target, args
   or None) (what the member throws arrives as a TargetInvocationException).
+- CAN (canmodel.py, hubs.py): infra `Main/Peripherals/CAN/CANMessageFrame.cs` (`Antmicro.Renode.Core.CAN`);
+  an STMCAN's OnFrameReceived, ReadDoubleWord, WriteDoubleWord, IsSlave; a CAN hub's FrameReceived
+  event (handler(hub, sender, frame)) and IsPaused; `Emulation.TryGetMachineByName` -> (found, machine);
+  `SystemBus.SetHookAfterPeripheralRead[UInt32](peripheral, hook, subrange)` /
+  `ClearHookAfterPeripheralRead[UInt32](peripheral)` (SystemBusGenerated.cs: setting replaces; the hook
+  gets the value read and the offset in the peripheral and returns what the CPU reads);
+  `System.Object.ReferenceEquals`.
+- Time domains (infra Time/TimeStamp.cs, TimeDomainsManager.cs, Core/Machine.cs): TimeStamp(interval,
+  domain); the emulation's master time source is the machines' one domain, `EmulationManager.ExternalWorld`
+  another; `TimeDomainsManager.Instance.TryGetVirtualTimeStamp()` -> (True, TimeStamp(nearest sync point,
+  domain)) on a CPU thread only (SlaveTimeSource registers that getter), else (False, default);
+  `machine.HandleTimeDomainEvent[T](handler, argument, stamp, postAction)` (SynchronizedIO mode:
+  LocalTimeSource.ExecuteInSyncedState: a stamp of another domain counts as 0) runs at the machine's
+  first sync point (a multiple of the 100 us quantum) after now and at or after the stamp.
 
 The facades keep one object per stand-in object, so `is` works as it does on .NET references
 (expect.py compares machines with `is`). When and on which thread events fire is machines.py's part.
@@ -41,6 +57,7 @@ import threading
 import types
 
 from gpios import BUTTON, LED
+from hubs import QUANTUM_NS
 
 MONITOR = None  # the stand-in's monitor.Monitor, set by install()
 ULONG_MAX = 2**64 - 1
@@ -182,11 +199,46 @@ TimeInterval.Maximal = TimeInterval(ULONG_MAX)
 
 
 class TimeStamp:
-    """infra Time/TimeStamp.cs: a time in a time domain."""
+    """infra Time/TimeStamp.cs: a time in a time domain (`TimeStamp()`: 0, no domain)."""
 
-    def __init__(self, ns):
-        self.TimeElapsed = TimeInterval(ns)
-        self.Domain = None
+    def __init__(self, elapsed=0, domain=None):
+        self.TimeElapsed = elapsed if isinstance(elapsed, TimeInterval) else TimeInterval(elapsed)
+        self.Domain = domain
+
+
+class TimeDomain:
+    """An ITimeDomain: an emulation's master time source, or the external world."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def ToString(self):
+        return self._name
+
+    __str__ = __repr__ = ToString
+
+
+def _domain(emu):
+    """The master time source's domain of the stand-in's emulation (all its machines share it)."""
+    domain = getattr(emu, "_time_domain", None)
+    if domain is None:
+        domain = emu._time_domain = TimeDomain("Antmicro.Renode.Time.MasterTimeSource")
+    return domain
+
+
+def _next_sync_ns(now_ns):
+    return (now_ns // QUANTUM_NS + 1) * QUANTUM_NS
+
+
+class TimeDomainsManager:
+    def TryGetVirtualTimeStamp(self):
+        emu = MONITOR.emu
+        if emu.stepping is threading.current_thread():
+            return True, TimeStamp(_next_sync_ns(emu.vt_ns), _domain(emu))
+        return False, TimeStamp()
+
+
+TimeDomainsManager.Instance = TimeDomainsManager()
 
 
 # -- System, System.Threading -------------------------------------------------------------------
@@ -272,6 +324,10 @@ class AutoResetEvent:
 
 class Object:
     """System.Object: `Object()` is a plain object, as used for a lock."""
+
+    @staticmethod
+    def ReferenceEquals(a, b):
+        return a is b
 
     def GetType(self):
         return Type("System.Object", Object)
@@ -367,6 +423,24 @@ def _invoke(function, target, args, count):
         return function(target, *args)
     except Exception as e:
         raise TargetInvocationException(e)  # noqa: B904 - .NET wraps it, the original is InnerException
+
+
+class FieldInfo:
+    """System.Reflection.FieldInfo of a non-public instance field: GetValue(obj), SetValue(obj, value)."""
+
+    def __init__(self, name, attribute):
+        self.Name, self._attribute = name, attribute
+        self.IsPublic, self.IsPrivate, self.IsStatic = False, True, False
+
+    def GetValue(self, target):
+        if target is None:
+            raise TargetException("Non-static field requires a target.")
+        return getattr(target, self._attribute)
+
+    def SetValue(self, target, value):
+        if target is None:
+            raise TargetException("Non-static field requires a target.")
+        setattr(target, self._attribute, value)
 
 
 class MethodInfo:
@@ -475,7 +549,8 @@ class Type:
     of the facade class it describes (None when absent).
 
     Public methods are the facade's own; the non-public ones the driver reaches are declared in the
-    facade class's `_nonpublic` = {"methods": {name: (function, parameter count)}}."""
+    facade class's `_nonpublic` = {"methods": {name: (function, parameter count)}, "fields": {name:
+    Python attribute}} (GetField: non-public instance fields only, e.g. an auto-property's backing field)."""
 
     def __init__(self, full_name, cls=None):
         self.FullName = full_name
@@ -495,6 +570,12 @@ class Type:
         if hidden is not None and _binds(flags, False):
             return MethodInfo(name, hidden[0], hidden[1], False)
         return None
+
+    def GetField(self, name, flags=DEFAULT_LOOKUP):
+        attribute = self._nonpublic("fields").get(name)
+        if attribute is None or not _binds(flags, False):
+            return None
+        return FieldInfo(name, attribute)
 
     def Equals(self, other):
         return isinstance(other, Type) and other.FullName == self.FullName
@@ -633,6 +714,17 @@ class HubFacade:
     def IsPaused(self):
         return not self._hub.started
 
+    def _get_frame_received(self):
+        if self._hub.kind != "CAN":
+            raise AttributeError("'%s' object has no attribute 'FrameReceived'" % self._hub.type_name)
+        return _FrameEvent(self._hub.frame_handlers, self)
+
+    def _set_frame_received(self, value):
+        if not isinstance(value, _FrameEvent):
+            raise AttributeError("attribute 'FrameReceived' of 'CANHub' object is read-only")
+
+    FrameReceived = property(_get_frame_received, _set_frame_received)
+
     def GetType(self):
         return Type(self._hub.full_type_name, type(self))
 
@@ -640,6 +732,108 @@ class HubFacade:
         return self._hub.full_type_name
 
     __str__ = __repr__ = ToString
+
+
+class _FrameEvent(Event):
+    """CANHub.FrameReceived: the stand-in calls handler(hub, machine, peripheral name, message) (hubs.py); the
+    Python handler gets (hub, sender peripheral, CANMessageFrame), one object for all handlers of a message,
+    and what they change in it (by reflection) is what the hub goes on with."""
+
+    def __init__(self, handlers, hub):
+        super().__init__(handlers)
+        self._hub = hub
+
+    def __iadd__(self, handler):
+        if not callable(handler):
+            raise TypeError("event handler must be callable")
+        self._handlers.append(_FrameHandler(handler, self._hub))
+        return self
+
+
+class _FrameHandler:
+    def __init__(self, handler, hub):
+        self.handler, self.hub = handler, hub
+
+    def __call__(self, _hub, machine, periph, message):
+        sender = facade(machine, MachineFacade)._by_key(periph)
+        if "object" not in message:
+            message["object"] = CANMessageFrame._of(message["frame"])
+            message["back"] = lambda: message["object"]._tuple()
+        return self.handler(self.hub, sender, message["object"])
+
+    def __eq__(self, other):
+        return other is self or other == self.handler
+
+    __hash__ = None
+
+
+class CANMessageFrame:
+    """infra Main/Peripherals/CAN/CANMessageFrame.cs (the constructor with the whole id)."""
+
+    __name__ = "CANMessageFrame"
+    _nonpublic = {"fields": {"<%s>k__BackingField" % name: "_" + name for name in ("Id", "Data")}}
+
+    def __init__(self, id, data, extendedFormat=False, remoteFrame=False, fdFormat=False, bitRateSwitch=False):
+        self._Id = UInt32(id)
+        self._Data = None if data is None else ByteArray(bytes(data))  # null: an STMCAN's DLC 0 frame
+        self._flags = (bool(extendedFormat), bool(remoteFrame), bool(fdFormat), bool(bitRateSwitch))
+
+    # get-only auto-properties
+    Id = _read_only("Id", lambda self: self._Id)
+    Data = _read_only("Data", lambda self: self._Data)
+    ExtendedFormat = _read_only("ExtendedFormat", lambda self: self._flags[0])
+    RemoteFrame = _read_only("RemoteFrame", lambda self: self._flags[1])
+    FDFormat = _read_only("FDFormat", lambda self: self._flags[2])
+    BitRateSwitch = _read_only("BitRateSwitch", lambda self: self._flags[3])
+
+    def _tuple(self):
+        return (int(self.Id), None if self.Data is None else bytes(self.Data), self.ExtendedFormat, self.RemoteFrame)
+
+    @classmethod
+    def _of(cls, frame):
+        return cls(frame[0], frame[1], frame[2], frame[3])
+
+    def GetType(self):
+        return Type("Antmicro.Renode.Core.CAN.CANMessageFrame", type(self))
+
+    def ToString(self):
+        data = ", ".join("0x%02X" % b for b in self.Data or ())
+        return "[Message: Data=[%s], Remote=%s, Extended=%s, BitRateSwitch=%s, FDFormat=%s, Id=%d, DataLength=%d]" % (
+            data,
+            self.RemoteFrame,
+            self.ExtendedFormat,
+            self.BitRateSwitch,
+            self.FDFormat,
+            self.Id,
+            len(self.Data),
+        )
+
+    __str__ = __repr__ = ToString
+
+
+class CanController(Peripheral):
+    """An STMCAN (canmodel.STMCAN): direct accesses, no bus hooks (a bus read hook applies to the CPU's)."""
+
+    @property
+    def _model(self):
+        return self._machine.cans[self._name]
+
+    @property
+    def IsSlave(self):
+        return self._model.is_slave
+
+    def OnFrameReceived(self, frame):
+        with self._machine.lock:
+            self._model.on_frame_received(frame._tuple())
+        self._machine.emu.wake.set()
+
+    def ReadDoubleWord(self, offset):
+        with self._machine.lock:
+            return UInt32(self._model.read(int(offset)))
+
+    def WriteDoubleWord(self, offset, value):
+        with self._machine.lock:
+            self._model.write(int(offset), int(value) & 0xFFFFFFFF)
 
 
 def _external(emu, name):
@@ -798,6 +992,29 @@ class SystemBusApi:
 
         return _Generic(lambda width: set_hook)
 
+    @property
+    def SetHookAfterPeripheralRead(self):
+        """32-bit only (the modelled peripherals are IDoubleWordPeripherals); None removes the hook."""
+
+        def set_hook(peripheral, hook, subrange=None):
+            if subrange is not None:
+                raise NotImplementedError("stand-in: a hook's subrange is not modelled")
+            if hook is None:
+                self._m.read_hooks.pop(peripheral._name, None)
+            else:
+                self._m.read_hooks[peripheral._name] = lambda value, offset: hook(UInt32(value), Int64(offset))
+
+        def of_width(width):
+            if width is not UInt32:
+                raise NotImplementedError("stand-in: only 32-bit read hooks are modelled")
+            return set_hook
+
+        return _Generic(of_width)
+
+    @property
+    def ClearHookAfterPeripheralRead(self):
+        return _Generic(lambda width: lambda peripheral: self.SetHookAfterPeripheralRead[width](peripheral, None))
+
     def TryGetCurrentCPU(self):
         """(True, cpu) on the CPU thread (the one advancing the clock), else (False, None): IronPython's
         form of `bool TryGetCurrentCPU(out ICPU cpu)`."""
@@ -810,6 +1027,13 @@ class MachineFacade:
     def __init__(self, machine):
         self._m = machine
         self._periphs = {}
+
+    def Start(self):
+        """Machine.Start, one step of Emulation.InnerStartAll (the stand-in starts its machines together)."""
+        emu = self._m.emu
+        with emu.lock:
+            emu.machines_started = True
+            emu.run_if_ready()
 
     def __getitem__(self, name):
         m = self._m
@@ -830,6 +1054,11 @@ class MachineFacade:
             raise InvalidOperationException(
                 "Could not find node '%s', the longest matching was '%s'." % (name, longest)
             )
+        return self._by_key(key, typ)
+
+    def _by_key(self, key, typ=None):
+        """The facade of the peripheral named `key` (one per peripheral, as .NET references)."""
+        typ = typ or self._m.periphs[key][0]
         found = self._periphs.get(key)
         if found is None or found._type != typ:
             if key == "sysbus":
@@ -837,9 +1066,36 @@ class MachineFacade:
             elif typ.startswith("UART."):
                 cls = Uart
             else:
-                cls = {BUTTON: Button, LED: Led, "Memory.MappedMemory": Memory}.get(typ, Peripheral)
-            found = self._periphs[key] = cls(m, key, typ)
+                cls = {BUTTON: Button, LED: Led, "Memory.MappedMemory": Memory, "CAN.STMCAN": CanController}.get(
+                    typ, Peripheral
+                )
+            found = self._periphs[key] = cls(self._m, key, typ)
         return found
+
+    @property
+    def HandleTimeDomainEvent(self):
+        """HandleTimeDomainEvent[T](handler, argument, stamp, postAction=None): at the machine's next synced
+        state (at or after the stamp when it is of the emulation's domain)."""
+        m = self._m
+
+        def handle(handler, argument, stamp, post=None):
+            emu = m.emu
+            due = _next_sync_ns(emu.vt_ns)
+            if stamp is not None and stamp.Domain is _domain(emu):
+                due = max(due, -(-stamp.TimeElapsed.Ticks // QUANTUM_NS) * QUANTUM_NS)
+            target = getattr(handler, "_function", handler)
+            owner = getattr(target, "__self__", None)
+            if (
+                isinstance(owner, CanController)
+                and getattr(target, "__name__", "") == "OnFrameReceived"
+                and isinstance(argument, CANMessageFrame)
+                and post is None
+            ):
+                owner._machine.can_deliver(owner._name, argument._tuple(), due)  # data: kept by a Save
+            else:
+                m.time_domain_event(due, None, (lambda arg: (handler(arg), post and post()), argument))
+
+        return _Generic(lambda types: handle)
 
     @property
     def GetPeripheralsOfType(self):
@@ -858,7 +1114,7 @@ class MachineFacade:
 
     @property
     def ElapsedVirtualTime(self):
-        return TimeStamp(self._m.emu.vt_ns)
+        return TimeStamp(self._m.emu.vt_ns, _domain(self._m.emu))
 
     def ScheduleAction(self, delay, action, name=None):
         if not isinstance(delay, TimeInterval):
@@ -922,9 +1178,22 @@ class ClockSource:
         return TimeInterval(self._m.emu.vt_ns)
 
 
+class MasterTimeSource:
+    def __init__(self, emu):
+        self._emu = emu
+
+    def Start(self):
+        self._emu.start_time_source()
+
+
 class ExternalsManager:
     def __init__(self, emu):
         self._emu = emu
+
+    def Start(self):
+        """Starts (resumes) the hubs when paused."""
+        with self._emu.lock:
+            self._emu.externals_start()
 
     def _names(self):
         emu = self._emu
@@ -978,6 +1247,15 @@ class EmulationFacade:
     def IsStarted(self):
         return self._emu.started
 
+    # Emulation.IsStarted's private setter, which the driver reaches by reflection to start the emulation
+    # without StartAll's sleep (the steps of StartAll one by one: ExternalsManager.Start, each Machine.Start,
+    # MasterTimeSource.Start).
+    _nonpublic = {"methods": {"set_IsStarted": (lambda self, value: self._emu.set_started(bool(value)), 1)}}
+
+    @property
+    def MasterTimeSource(self):
+        return MasterTimeSource(self._emu)
+
     def StartAll(self):
         self._emu.start_all()  # with Renode's Thread.Sleep(100) at the end
 
@@ -988,6 +1266,10 @@ class EmulationFacade:
         if self._emu.started:
             raise Exception("This action is not available when emulation is already started")
         self._emu.run_for(period.Ticks)
+
+    def TryGetMachineByName(self, name):
+        machine = self._emu.machines.get(str(name))
+        return (True, facade(machine, MachineFacade)) if machine is not None else (False, None)
 
     def GetStartedStateChangedEvent(self, required_started_state, wait_for_transition=True):
         event = AutoResetEvent(False)
@@ -1011,6 +1293,7 @@ class EmulationManager:
 
 
 EmulationManager.Instance = EmulationManager()
+EmulationManager.ExternalWorld = TimeDomain("Antmicro.Renode.Time.ExternalWorldTimeDomain")
 
 
 class MonitorFacade:
@@ -1056,7 +1339,11 @@ def install(monitor):
     global MONITOR
     MONITOR = monitor
     core = _module("Antmicro.Renode.Core", EmulationManager=EmulationManager)
-    time_ = _module("Antmicro.Renode.Time", TimeInterval=TimeInterval, TimeStamp=TimeStamp)
+    time_ = _module(
+        "Antmicro.Renode.Time", TimeInterval=TimeInterval, TimeStamp=TimeStamp, TimeDomainsManager=TimeDomainsManager
+    )
+    can = _module("Antmicro.Renode.Core.CAN", CANMessageFrame=CANMessageFrame)
+    core.CAN = can
     renode = _module("Antmicro.Renode", Core=core, Time=time_)
     threading_ = _module(
         "System.Threading",
@@ -1090,6 +1377,6 @@ def install(monitor):
     peripherals = _module("Antmicro.Renode.Peripherals", MTD=mtd)
     renode.Peripherals = peripherals
     clr = _module("clr", AddReference=lambda *names: None)
-    for module in (core, time_, renode, threading_, reflection, system, io, mtd, peripherals, clr):
+    for module in (core, can, time_, renode, threading_, reflection, system, io, mtd, peripherals, clr):
         sys.modules[module.__name__] = module
     sys.modules["Antmicro"] = _module("Antmicro", Renode=renode)

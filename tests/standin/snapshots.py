@@ -34,11 +34,15 @@ class SnapshotCommands:
             # Measured on 1.16.1: a Python handler on a terminal's CharReceived, or an action a Python
             # script scheduled (ScheduleAction) and that has not run yet, cannot be serialized. A UART's
             # CharReceived is not serialized, so handlers there are no obstacle. Derived from the sources,
-            # not measured: a Button's StateChanged is serialized too (an LED's is [Transient]).
+            # not measured: a Button's StateChanged is serialized too (an LED's is [Transient]), and so are a
+            # CAN hub's FrameReceived (CANHub.cs: a plain event of an external) and a Python bus read hook
+            # (the system bus keeps the hook's wrapper in its access methods).
             if (
                 any(t.handlers for t in self.emu.terminals.values())
                 or any(m.actions for m in self.emu.machines.values())
                 or any(b.handlers for m in self.emu.machines.values() for b in m.gpios.buttons.values())
+                or any(h.frame_handlers for h in self.emu.hubs.values())
+                or any(m.read_hooks for m in self.emu.machines.values())
             ):
                 raise CommandError(
                     "There was an error executing command '%s'" % self.command_text(toks),
