@@ -108,3 +108,30 @@ def test_the_jumpstarter_test_class_example_passes_inside_jmp_shell(backend, tmp
     out = jmp_shell(tmp_path, script, backend.timeout(120, 300))
     assert re.search(r"^3 passed in ", out, re.MULTILINE), out  # `jmp shell` exits 0 whatever pytest did
     assert no_renode_left()
+
+
+CAN_ECUS = EXAMPLE.parent / "can-ecus.yaml"
+
+
+@pytest.mark.timeout(420)
+def test_jmp_shell_session_with_the_can_example(backend, tmp_path, firmware):
+    """A CAN hub is a child of the target in the CLI: `j ecus vehicle send` / `dump`, as the example says."""
+    config = yaml.safe_load(CAN_ECUS.read_text())
+    if backend.standin:
+        config["export"]["ecus"]["config"]["renode_path"] = str(STANDIN)
+    (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
+    fw = firmware(variant="can_ecu")
+    (tmp_path / "fw.elf").write_bytes(fw.elf.read_bytes())
+    script = (
+        "j ecus a flasher flash fw.elf && j ecus b flasher flash fw.elf && j ecus power on && "
+        "j ecus vehicle dump --count 2 && j ecus vehicle send 2AB#0102 && "
+        "j ecus a expect 'can: rx 2AB#0102 fmi=2' -t 1 && j ecus b expect 'can: rx 2AB#0102 fmi=2' -t 1 && "
+        "(j ecus vehicle send 2AB#012 || echo send exit $?) && j ecus power off"
+    )
+    out = jmp_shell(tmp_path, script, backend.timeout(120, 300))
+    lines = out.replace("\r", "").splitlines()
+    dumped = [line for line in lines if re.fullmatch(r"\(\d+\.\d{6}\) vehicle 100#[0-9A-F]{16}", line)]
+    assert len(dumped) == 2, out  # the periodic frame of each ECU
+    assert len(re.findall(r"^\d+\.\d{9}$", out.replace("\r", ""), re.MULTILINE)) == 2, out  # both expects
+    assert "whole bytes" in out and re.search(r"send exit [1-9]", out), out
+    assert no_renode_left()

@@ -81,6 +81,6 @@ def test_unexpected_reply_is_an_error():
 
 def test_every_features_helper_scripts_ship_with_the_package():
     helpers = [name for feature in FEATURES for name in feature.helpers]
-    assert sorted(helpers) == ["expect.py", "flash.py", "gpio.py", "machine.py", "terminals.py"]
+    assert sorted(helpers) == ["can.py", "expect.py", "flash.py", "gpio.py", "machine.py", "terminals.py"]
     for name in helpers:
         assert helper_script(name).is_file()

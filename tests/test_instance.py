@@ -146,6 +146,7 @@ async def test_boot_sequence(make, tmp_path):
         "machine LoadPlatformDescription @platforms/boards/stm32f4_discovery-kit.repl",
         f"include @{helper_script('terminals.py')}",
         f"include @{helper_script('expect.py')}",
+        f"include @{helper_script('can.py')}",
         f"include @{helper_script('gpio.py')}",
         f"include @{helper_script('flash.py')}",
         f"include @{helper_script('machine.py')}",

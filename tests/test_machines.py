@@ -69,7 +69,18 @@ def test_each_machine_is_a_child_with_its_own_flasher_and_console():
     [
         ({**two_boards(), "platform": PLATFORM}, r"with `machines`, set `platform` inside each machine"),
         ({**two_boards(), "uart": "sysbus.usart2"}, r"set `uart` inside each machine"),
-        ({"hubs": two_boards()["hubs"], "platform": PLATFORM}, r"list them under `machines`"),
+        (
+            {"hubs": {"bus": {"kind": "can", "connect": ["x:sysbus.can1"]}}, "platform": PLATFORM},
+            r"hubs\[bus\]\.connect: 'x:sysbus.can1'.*\(machine-0\)",
+        ),
+        (
+            {"hubs": {"flasher": {"kind": "can", "connect": ["sysbus.can1"]}}, "platform": PLATFORM},
+            r"hubs key 'flasher' is also the name of another child",
+        ),
+        (
+            {"machines": two_boards()["machines"], "hubs": {"a": {"kind": "can", "connect": ["a:sysbus.can1"]}}},
+            r"hubs key 'a' is also the name of another child",
+        ),
         (two_boards(kind="uart", connect=["c:sysbus.usart3"]), r"hubs\[bus\]\.connect: 'c:sysbus.usart3'.*\(a, b\)"),
         (two_boards(kind="uart", connect=["a-sysbus.usart3"]), r"must be `machine:peripheral`"),
         (two_boards(kind="uart", connect=["a:sysbus.usart3", "a:sysbus.usart3"]), r"twice"),
@@ -86,6 +97,17 @@ def test_each_machine_is_a_child_with_its_own_flasher_and_console():
 )
 def test_bad_machine_and_hub_configs_are_refused_when_the_exporter_starts(config, message):
     assert re.search(message, config_error(**config))
+
+
+def test_a_one_machine_target_names_just_the_peripheral_and_gets_a_bus_child():
+    driver = Renode(
+        renode_path="/bin/true", platform=PLATFORM, hubs={"vehicle": {"kind": "can", "connect": ["sysbus.can1"]}}
+    )
+    try:
+        assert driver.board_spec().hubs[0].connect == (("machine-0", "sysbus.can1"),)
+        assert driver.children["vehicle"].client() == "jumpstarter_driver_renode.can_client.RenodeCanClient"
+    finally:
+        driver.close()
 
 
 def test_a_hub_kind_must_be_one_renode_has():

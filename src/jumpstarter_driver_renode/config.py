@@ -185,16 +185,20 @@ class MachineConfig:
 
 @pydantic_dataclass(kw_only=True, config=ConfigDict(extra="forbid"))
 class HubConfig:
-    """A hub wiring peripherals of several machines (`hubs: {name: ...}`): `connect` lists `machine:peripheral`."""
+    """A hub wiring peripherals of the target's machines (`hubs: {name: ...}`): `connect` lists
+    `machine:peripheral` (a one-machine target may name just the peripheral)."""
 
     kind: Literal["uart", "can", "ethernet"]
     connect: list[str]
 
-    def spec(self, name: str, machines: set[str]) -> HubSpec:
-        """Every connection names a machine of the target and a peripheral path, once."""
+    def spec(self, name: str, machines: set[str], only: str | None = None) -> HubSpec:
+        """Every connection names a machine of the target and a peripheral path, once. `only`: the machine
+        of a one-machine target, which entries without `machine:` mean."""
         connect: list[tuple[str, str]] = []
         for item in self.connect:
             machine, sep, peripheral = item.partition(":")
+            if not sep and only is not None:
+                machine, sep, peripheral = only, ":", item
             if not sep or machine not in machines:
                 raise ValueError(
                     f"hubs[{name}].connect: {item!r} must be `machine:peripheral` with a machine of `machines` "
@@ -228,8 +232,6 @@ def machine_specs(config) -> tuple[MachineSpec, ...]:
     """The machines of a `driver.Renode` config: its top-level keys (checked here, as a `MachineConfig`), or
     each of `machines` (checked by pydantic already)."""
     if not config.machines:
-        if config.hubs:
-            raise ValueError("`hubs` wire machines together: list them under `machines`")
         name = commands.check_name(
             config.machine_name if config.machine_name is not None else DEFAULT_MACHINE, "machine_name"
         )
@@ -259,4 +261,5 @@ def machine_specs(config) -> tuple[MachineSpec, ...]:
 
 def hub_specs(config, machines: tuple[MachineSpec, ...]) -> tuple[HubSpec, ...]:
     names = {m.name for m in machines}
-    return tuple(hub.spec(name, names) for name, hub in config.hubs.items())
+    only = machines[0].name if len(machines) == 1 and not config.machines else None
+    return tuple(hub.spec(name, names, only) for name, hub in config.hubs.items())

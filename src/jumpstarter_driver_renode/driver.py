@@ -181,6 +181,11 @@ class Renode(MachineCalls, BoundedErrors, Driver):
                 self.children[machine.name] = RenodeMachine(root=self, spec=machine)
         else:
             add_machine_children(self, self, self._specs[0])
+        for feature in FEATURES:  # children of the whole target (a CAN hub's bus)
+            for name, child in feature.board_children(self, spec).items():
+                if name in self.children:
+                    raise ValueError(f"hubs key {name!r} is also the name of another child of this target: rename one")
+                self.children[name] = child
         if self.monitor_port:
             self.logger.warning(
                 "monitor_port=%d is ignored: the monitor runs over a private pipe, never a TCP port", self.monitor_port

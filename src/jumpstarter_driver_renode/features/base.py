@@ -21,7 +21,8 @@ Renode side, on a `Board` (one Renode process serving, or ready to serve, one ta
     release      the process stops serving the target (power off, end of lease): let go of its resources
     teardown     the process is going away (synchronous: `close()` uses it); after `release`
 
-Driver side: `children(root, machine, spec)`, the children a machine gets for this feature.
+Driver side: `children(root, machine, spec)`, the children a machine gets for this feature, and
+`board_children(root, spec)`, the children of the whole target (a CAN hub's bus).
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ class Feature:
 
     @staticmethod
     def children(root: Root, machine: MachineSpec, spec: BoardSpec) -> dict[str, Driver]:
+        return {}
+
+    @staticmethod
+    def board_children(root: Root, spec: BoardSpec) -> dict[str, Driver]:
         return {}
 
     @staticmethod

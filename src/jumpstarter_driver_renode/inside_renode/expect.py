@@ -14,6 +14,7 @@ import re
 from Antmicro.Renode.Core import EmulationManager
 from Antmicro.Renode.Time import TimeInterval
 from System import Action, Object
+from System.Reflection import BindingFlags
 from System.Threading import ManualResetEvent
 from System.Threading import Monitor as Lock
 
@@ -96,13 +97,14 @@ class Wait(object):
         self.result = None  # a tuple whose last item is the virtual time in ns
         self.done = ManualResetEvent(False)
 
-    def finish(self, result):
-        """On the emulation's thread (a UART character, a GPIO change, the timeout)."""
+    def finish(self, result, machine=None):
+        """On the emulation's thread (a UART character, a GPIO change, the timeout). `machine`: the one
+        whose CPU thread this is, if not the wait's (a precise pause works only on the machine's own)."""
         if self.result is not None:
             return
         self.result = result
         if self.pause:
-            self.machine.PauseAndRequestEmulationPause(True)
+            (machine or self.machine).PauseAndRequestEmulationPause(True)
         self.done.Set()
 
     def run(self, timeout_ns, host_ms, timed_out):
@@ -122,7 +124,7 @@ class Wait(object):
         paused = emulation.GetStartedStateChangedEvent(False) if self.pause else None
         try:
             if not emulation.IsStarted:
-                emulation.StartAll()
+                _start(emulation)
             if not self.done.WaitOne(int(host_ms)):
                 self.result = ("host-timeout", None, _now_ns(machine))
                 if self.pause:
@@ -133,6 +135,21 @@ class Wait(object):
         finally:
             _drop_timeouts(machine)
         return self.result
+
+
+def _start(emulation):
+    """Emulation.StartAll without the 100 ms host sleep it ends with (Emulation.cs, a workaround for the
+    monitor's `s;p`), which every wait on a paused board would pay. IsStarted (a private setter) goes first:
+    a wait that ends at once must find the emulation started, or its pause request would be ignored."""
+    setter = emulation.GetType().GetMethod("set_IsStarted", BindingFlags.NonPublic | BindingFlags.Instance)
+    if setter is None:  # not the Renode this was measured on: its own start
+        emulation.StartAll()
+        return
+    setter.Invoke(emulation, (True,))
+    emulation.ExternalsManager.Start()
+    for machine in list(emulation.Machines):
+        machine.Start()
+    emulation.MasterTimeSource.Start()
 
 
 def _paused():
