@@ -20,6 +20,7 @@ from udsoncan.connections import PythonIsoTpConnection
 from udsoncan.exceptions import NegativeResponseException
 
 from jumpstarter_driver_renode.can_client import format_frame, parse_frame
+from jumpstarter_driver_renode.features.can import frame_parts, parse_recv
 
 VIN = "JSRENODEVECU00001"
 PERIODIC = [{"can_id": 0x100, "can_mask": 0x7FF, "extended": False}]
@@ -141,6 +142,12 @@ def test_a_host_frame_reaches_the_firmware_by_the_filter_index_silicon_gives(bac
         forwarded(client, console, backend, b"\x04")
         client.restore_snapshot("forwarding")
         forwarded(client, console, backend, b"\x05\x06")
+        client.save_snapshot("again")  # a save after a restore: the restored machines' hooks only
+        forwarded(client, console, backend, b"\x07")
+        client.vehicle.send(can.Message(arbitration_id=0x2AB, is_extended_id=False, data=b"\x08"))
+        client.save_snapshot("queued")  # a host frame not yet delivered does not stop a save
+        client.vehicle.set_filters([{"can_id": 0x3AB, "can_mask": 0x7FF}])
+        assert bytes(client.vehicle.recv(1.0).data) == b"\x08"
 
 
 def test_two_ecus_exchange_frames_while_the_host_listens(backend, firmware):
@@ -176,6 +183,52 @@ def test_a_periodic_host_send_runs_in_virtual_time(backend, firmware):
         assert [b - a for a, b in itertools.pairwise(ns)] == [5_000_000] * 5, ns
         task.stop()
         assert bus.recv(0.05) is None  # ten sends' time: none came
+        task.stop()  # again: nothing to stop
+        short = bus.send_periodic(can.Message(arbitration_id=0x2AB, is_extended_id=False, data=b"\x08"), 0.005, 0.012)
+        assert len([bus.recv(0.05) for _ in range(3)]) == 3  # at 0, 5 and 10 ms of its 12
+        assert bus.recv(0.05) is None
+        bus.send_periodic(can.Message(arbitration_id=0x2AB, is_extended_id=False, data=b"\x09"), 0.005)
+        bus.shutdown()  # stops every task this bus started (the ended one too, without complaint)
+        short.stop()
+        assert bytes(bus.recv(0.05).data) == b"\x09"  # a task sends its first frame at once...
+        assert bus.recv(0.05) is None  # ...and no more once stopped
+
+
+def test_a_receive_waits_exactly_its_timeout_in_virtual_time(backend, firmware):
+    """python-can's own recv loop adds host time to a timeout; the hub's client waits once, in Renode."""
+    with one_ecu(backend) as (client, _):
+        client.flasher.flash(firmware(variant="can_ecu").elf)
+        client.power.on()
+        booted(client)
+        bus = client.vehicle
+        bus.set_filters([{"can_id": 0x555, "can_mask": 0x7FF, "extended": False}])  # nothing sends it
+        before = client.virtual_time()
+        assert bus.recv(0.5) is None
+        assert client.virtual_time() - before == pytest.approx(0.5, abs=200e-6)
+        bus.set_filters([{"can_id": 0x100, "can_mask": 0x7FF, "extended": True}])  # 0x100 is a standard id
+        assert bus.recv(0.05) is None
+        with pytest.raises(DriverError, match="integer can_id"):
+            bus.set_filters([{"can_id": "256", "can_mask": 0x7FF}])
+
+
+def test_a_listen_only_bus_refuses_to_send(backend, firmware):
+    with one_ecu(backend) as (client, _):
+        client.flasher.flash(firmware(variant="can_ecu").elf)
+        client.power.on()
+        bus = client.vehicle
+        bus.state = can.BusState.PASSIVE
+        assert bus.state is can.BusState.PASSIVE
+        frame = can.Message(arbitration_id=0x2AB, is_extended_id=False, data=b"\x01")
+        for send in (lambda: bus.send(frame), lambda: bus.send_periodic(frame, 0.01)):
+            with pytest.raises(DriverError, match="listen-only"):
+                send()
+        assert periodic_frames(bus, 1)  # it still hears
+        with pytest.raises(DriverError, match="no error state"):
+            bus.state = can.BusState.ERROR
+        bus.state = can.BusState.ACTIVE
+        bus.send(frame)
+        with pytest.raises(DriverError, match=r"period \(virtual seconds\) must be a number at least 0.0001"):
+            bus.send_periodic(frame, 1e-9)
 
 
 def test_the_cli_sends_and_dumps_candump_lines(backend, firmware):
@@ -214,6 +267,18 @@ def test_a_wrong_can_peripheral_fails_power_on_naming_the_hub(backend, firmware)
         client.flasher.flash(firmware(variant="can_ecu").elf)
         with pytest.raises(DriverError, match="vehicle"):
             client.power.on()
+
+
+def test_remote_frames_carry_their_length_as_stmcan_reads_it():
+    assert frame_parts(can.Message(arbitration_id=0x123, is_extended_id=False, is_remote_frame=True, dlc=3)) == (
+        "123",
+        "r",
+        "000000",
+    )
+    reply = parse_recv("jumpstarter-can frame 20000 0 10000 1abcdef0 er 0000", "bus")
+    msg = reply.message
+    assert (msg.is_remote_frame, msg.is_extended_id, msg.dlc, bytes(msg.data)) == (True, True, 2, b"")
+    assert (reply.outcome, reply.now, reply.dropped) == ("frame", 20e-6, 0)
 
 
 def test_cansend_notation():

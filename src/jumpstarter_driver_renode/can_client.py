@@ -42,6 +42,14 @@ def format_frame(msg: can.Message) -> str:
 class RenodeCanClient(CanClient):
     """A CAN hub of a Renode target: a python-can bus whose timestamps and timeouts are virtual seconds."""
 
+    def recv(self, timeout: float | None = None) -> can.Message | None:
+        """The next frame that passes the filters, waiting at most `timeout` virtual seconds (None: until
+        one comes). One wait inside Renode: python-can's own loop would add host time to the timeout."""
+        while True:
+            msg, _ = self._recv_internal(timeout)  # filtered inside Renode
+            if msg is not None or timeout is not None:
+                return msg
+
     def cli(self):
         @driver_click_group(self)
         def base():

@@ -5,7 +5,7 @@ Fake modules `Antmicro.Renode.Core`, `Antmicro.Renode.Time`, `System`, `System.T
 installed in sys.modules by `install()` (no stand-in module shares these names), and facades over the
 stand-in's own objects (machines.Machine, machines.Emulation, terminals.PtyTerminal):
 - infra `src/Emulator/Main/Core/EmulationManager.cs`: EmulationManager.Instance.CurrentEmulation
-- infra `src/Emulator/Main/Core/Emulation.cs`: IsStarted (its private setter by reflection), StartAll
+- infra `src/Emulator/Main/Core/Emulation.cs`: IsStarted (its private setter and machLock by reflection), StartAll
   (ending with Thread.Sleep(100)) and its steps (ExternalsManager.Start, Machine.Start,
   MasterTimeSource.Start),
   PauseAll, RunFor, GetStartedStateChangedEvent(requiredStartedState, waitForTransition=True) (an
@@ -1178,6 +1178,13 @@ class ClockSource:
         return TimeInterval(self._m.emu.vt_ns)
 
 
+class _MachLock:
+    """Emulation.machLock as an object for Monitor.Enter/Exit: the stand-in emulation's own (re-entrant) lock."""
+
+    def __init__(self, emu):
+        self._monitor_lock = emu.lock
+
+
 class MasterTimeSource:
     def __init__(self, emu):
         self._emu = emu
@@ -1250,7 +1257,14 @@ class EmulationFacade:
     # Emulation.IsStarted's private setter, which the driver reaches by reflection to start the emulation
     # without StartAll's sleep (the steps of StartAll one by one: ExternalsManager.Start, each Machine.Start,
     # MasterTimeSource.Start).
-    _nonpublic = {"methods": {"set_IsStarted": (lambda self, value: self._emu.set_started(bool(value)), 1)}}
+    _nonpublic = {
+        "methods": {"set_IsStarted": (lambda self, value: self._emu.set_started(bool(value)), 1)},
+        "fields": {"machLock": "_mach_lock"},  # the lock StartAll/PauseAll hold: the stand-in's emulation lock
+    }
+
+    @property
+    def _mach_lock(self):
+        return _MachLock(self._emu)
 
     @property
     def MasterTimeSource(self):

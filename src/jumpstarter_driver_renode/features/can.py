@@ -33,9 +33,12 @@ from .base import Board, Feature, Root
 
 STANDARD_ID_MAX = 0x7FF
 EXTENDED_ID_MAX = 0x1FFFFFFF
+QUEUE = 16384  # frames the node keeps for the host (inside_renode/can.py QUEUE_LIMIT)
 POLL_SLICE = 1.0  # virtual seconds one receive without a timeout waits before python-can asks again
 MAX_FILTERS = 64
 MAX_PERIODIC_FRAMES = 256
+MAX_PERIODIC_TASKS = 64  # per bus
+MIN_PERIOD = 100e-6  # virtual seconds: one Renode quantum (a classical frame takes 47 us or more at 1 Mbit/s)
 
 
 def can_hubs(spec: BoardSpec) -> tuple[HubSpec, ...]:
@@ -60,7 +63,12 @@ def frame_parts(msg: can.Message | CanMessage) -> tuple[str, str, str]:
     if len(data) > 8:
         raise ValueError(f"a classical CAN frame carries at most 8 data bytes, not {len(data)}")
     if msg.is_remote_frame:
-        data = b""  # a remote frame has a length but no data; Renode's frames carry only data
+        # A remote frame has a length but no data; Renode's frame has no DLC of its own (STMCAN takes the
+        # data's length): the length travels as that many zero bytes.
+        dlc = msg.dlc if msg.dlc is not None else len(data)
+        if not 0 <= dlc <= 8:
+            raise ValueError(f"a remote frame's DLC is 0..8, not {dlc}")
+        data = bytes(dlc)
     flags = ("e" if msg.is_extended_id else "") + ("r" if msg.is_remote_frame else "") or "-"
     return f"{ident:x}", flags, data.hex() or "-"
 
@@ -74,6 +82,13 @@ def send(hub: str, msg: can.Message | CanMessage) -> str:
     return "jumpstarter_can_send " + " ".join(f'"{part}"' for part in (hub, *frame_parts(msg)))
 
 
+def _whole(value) -> int | None:
+    """An integer from the client (JSON brings ints as floats), or None for anything else (str, bool, 1.5)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        return None
+    return int(value)
+
+
 def check_filters(filters) -> str:
     """python-can's filter list (`can_id`, `can_mask`, optional `extended`) as `id:mask:ext,...`, or `-`."""
     if not filters:
@@ -82,13 +97,15 @@ def check_filters(filters) -> str:
         raise ValueError(f"filters must be a list of at most {MAX_FILTERS} dicts with can_id and can_mask")
     items = []
     for item in filters:
-        try:
-            ident, mask = int(item["can_id"]), int(item["can_mask"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"a filter needs integer can_id and can_mask: {item!r}") from None
+        ident = _whole(item.get("can_id")) if isinstance(item, dict) else None
+        mask = _whole(item.get("can_mask")) if isinstance(item, dict) else None
+        if ident is None or mask is None:
+            raise ValueError(f"a filter needs integer can_id and can_mask: {item!r}")
         if not (0 <= ident <= EXTENDED_ID_MAX and 0 <= mask <= EXTENDED_ID_MAX):
             raise ValueError(f"filter can_id and can_mask must be 0..0x1FFFFFFF: {item!r}")
         extended = item.get("extended")
+        if extended is not None and not isinstance(extended, bool):
+            raise ValueError(f"a filter's `extended` is true or false: {item!r}")
         kind = "-" if extended is None else ("1" if extended else "0")
         items.append(f"{ident:x}:{mask:x}:{kind}")
     return ",".join(items)
@@ -124,12 +141,13 @@ def parse_recv(output: str, channel: str) -> Received:
     message = None
     if m[1] == "frame":
         data = b"" if m[7] == "-" else bytes.fromhex(m[7])
+        remote = "r" in m[6]
         message = can.Message(
             timestamp=int(m[4]) / 1e9,
             arbitration_id=int(m[5], 16),
             is_extended_id="e" in m[6],
-            is_remote_frame="r" in m[6],
-            data=data,
+            is_remote_frame=remote,
+            data=b"" if remote else data,  # a remote frame's "data" is only its length (STMCAN)
             dlc=len(data),
             channel=channel,
             is_rx=True,
@@ -222,7 +240,7 @@ class RenodeCanBus(BoundedErrors, Driver):
         reply = parse_recv(await self._command(line, "receive a CAN frame", waits=True), self._channel)
         if reply.dropped:
             self.logger.warning(
-                "%s: %d frames were dropped unread (the node keeps the newest)", self._channel, reply.dropped
+                "%s: %d frames were dropped unread (the node keeps the newest %d)", self._channel, reply.dropped, QUEUE
             )
         if reply.outcome == "host-timeout":
             raise TimeoutError(
@@ -255,7 +273,11 @@ class RenodeCanBus(BoundedErrors, Driver):
         msgs = [msgs] if isinstance(msgs, CanMessage) else list(msgs)
         if not 0 < len(msgs) <= MAX_PERIODIC_FRAMES:
             raise ValueError(f"a periodic send takes 1 to {MAX_PERIODIC_FRAMES} frames")
-        period = check_number(period, "period (virtual seconds)", 0, MAX_VIRTUAL_SECONDS, above=True)
+        if self._listen_only:
+            raise ValueError(f"CAN bus {self._channel} is listen-only (state PASSIVE): set state ACTIVE to send")
+        if len(self._tasks) >= MAX_PERIODIC_TASKS:
+            raise ValueError(f"at most {MAX_PERIODIC_TASKS} periodic sends per bus: stop one first")
+        period = check_number(period, "period (virtual seconds)", MIN_PERIOD, MAX_VIRTUAL_SECONDS)
         if duration is not None:
             duration = check_number(duration, "duration (virtual seconds)", 0, MAX_VIRTUAL_SECONDS)
         if not autostart:
@@ -274,10 +296,11 @@ class RenodeCanBus(BoundedErrors, Driver):
     @export
     @validate_call(validate_return=True)
     async def _stop_task(self, uuid: UUID) -> None:
-        if uuid.hex not in self._tasks:
-            raise ValueError(f"no periodic send {uuid}")
-        self._tasks.discard(uuid.hex)
-        await self._stop(uuid.hex)
+        """Stop a periodic send; stopping one that ended or was stopped already does nothing (python-can's
+        `shutdown` stops every task the client started)."""
+        if uuid.hex in self._tasks:
+            self._tasks.discard(uuid.hex)
+            await self._stop(uuid.hex)
 
     async def _stop(self, task: str) -> None:
         if self.parent.target.state.value != "on":

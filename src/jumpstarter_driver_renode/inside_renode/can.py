@@ -124,15 +124,25 @@ class HostNode(object):
         if found is not None:
             found.finish(("frame", recorded.ns), machine)
 
-    def take(self, filters):
-        """The oldest recorded frame that passes `filters` (those before it that do not are dropped)."""
+    def take(self, filters, until_ns=None):
+        """The oldest recorded frame that passes `filters` (those before it that do not are dropped), sent
+        at or before `until_ns` if given (later ones stay for the next receive)."""
         Lock.Enter(self.lock)
         try:
-            while self.frames:
+            while self.frames and (until_ns is None or self.frames[0].ns <= until_ns):
                 frame = self.frames.pop(0)
                 if _matches(filters, frame):
                     return frame
             return None
+        finally:
+            Lock.Exit(self.lock)
+
+    def take_dropped(self):
+        """How many frames were dropped unread since the last call."""
+        Lock.Enter(self.lock)
+        try:
+            dropped, self.dropped = self.dropped, 0
+            return dropped
         finally:
             Lock.Exit(self.lock)
 
@@ -156,16 +166,21 @@ class Periodic(object):
         self.index = 0
         self.running = False
         self.machine = node.members[0][0]
-        self.due_ns = None
+        self.due_ns = None  # the virtual time of its next frame
+        self.resume_ns = None  # while a `Save` holds it: the delay to its next frame
 
     def start(self, delay_ns):
+        """Send the first frame after `delay_ns` (0: now, from the monitor thread, as python-can's tasks do)."""
         if self.running:
             return
         self.running = True
         now = _now_ns(self.machine)  # noqa: F821
         if self.duration_ns >= 0 and self.end_ns is None:
             self.end_ns = now + self.duration_ns
-        self.arm(delay_ns)
+        if delay_ns > 0:
+            self.arm(delay_ns)
+        else:
+            self.send(now, _external_stamp())
 
     def arm(self, delay_ns):
         self.due_ns = _now_ns(self.machine) + delay_ns  # noqa: F821
@@ -174,16 +189,21 @@ class Periodic(object):
         )
 
     def fire(self, _):
-        if not self.running:
-            return
-        now = _exact_now_ns(self.machine)  # noqa: F821
+        """On the machine's thread, when a period is over."""
+        if self.running:
+            found, stamp = TimeDomainsManager.Instance.TryGetVirtualTimeStamp()
+            self.send(_exact_now_ns(self.machine), stamp if found else _external_stamp())  # noqa: F821
+
+    def send(self, now, stamp):
         if self.end_ns is not None and now >= self.end_ns:
             self.running = False
+            for task, periodic in list(self.node.periodic.items()):  # its duration is over: forget it
+                if periodic is self:
+                    del self.node.periodic[task]
             return
         frame = self.frames[self.index % len(self.frames)]
         self.index += 1
-        found, stamp = TimeDomainsManager.Instance.TryGetVirtualTimeStamp()
-        self.node.deliver(frame, stamp if found else _external_stamp())
+        self.node.deliver(frame, stamp)
         self.arm(self.period_ns)
 
     def stop(self):
@@ -236,9 +256,8 @@ def mc_jumpstarter_can_unhook():
     for node in nodes.values():
         node.unhook()
         for task in node.periodic.values():
-            if task.running:
-                task.remaining = max(0, task.due_ns - _now_ns(task.machine))  # noqa: F821
-            task.running_before = task.running
+            if task.running:  # at least 1 ns: the frame due is sent by the clock, as it would have been
+                task.resume_ns = max(1, task.due_ns - _now_ns(task.machine))  # noqa: F821
             task.running = False
         _drop_periodic(node)
     for peripheral, machine in list(fmi_fixed):
@@ -250,8 +269,9 @@ def mc_jumpstarter_can_hook():
     for node in nodes.values():
         node.hook()
         for task in node.periodic.values():
-            if getattr(task, "running_before", False):
-                task.start(getattr(task, "remaining", task.period_ns))
+            if task.resume_ns is not None:
+                task.start(task.resume_ns)
+                task.resume_ns = None
     for peripheral, machine in list(fmi_fixed):
         _set_fmi_hook(machine, peripheral)
 
@@ -293,12 +313,14 @@ def mc_jumpstarter_can_send(hub_name, ident, flags, data_hex):
 def mc_jumpstarter_can_recv(hub_name, filters, timeout_ns, host_ms):
     """The oldest frame the hub carried that passes `filters`, waiting in virtual time if there is none yet.
 
-    Prints `jumpstarter-can <frame|timeout|host-timeout> <now ns> <dropped> [<ns> <id hex> <flags> <data hex>]`.
+    Prints `jumpstarter-can <frame|timeout|host-timeout> <now ns> <dropped> [<ns> <id hex> <flags> <data hex>]`
+    (<dropped>: frames the node let go of unread since the last receive).
     A paused emulation runs until the frame is sent and ends paused exactly there; a running one keeps running.
     """
     node = _node(hub_name)
     machine = node.members[0][0]
     wanted = _parse_filters(filters)
+    deadline = _now_ns(machine) + int(timeout_ns)  # noqa: F821
     frame = node.take(wanted)
     wait = None
     if frame is None and int(timeout_ns) > 0:
@@ -310,15 +332,16 @@ def mc_jumpstarter_can_recv(hub_name, filters, timeout_ns, host_ms):
             frame = node.take(wanted)  # sent between the first look and the wait being armed
             if frame is None:
                 wait.run(timeout_ns, host_ms, lambda: ("timeout", _now_ns(machine)))  # noqa: F821
-                frame = node.take(wanted)
+                frame = node.take(wanted, deadline)  # not one another machine sent past the timeout
         finally:
             node.wait = None
+    dropped = node.take_dropped()
     if frame is not None:
-        print("jumpstarter-can frame %d %d %s" % (_now_ns(machine), node.dropped, frame.line()))  # noqa: F821
+        print("jumpstarter-can frame %d %d %s" % (_now_ns(machine), dropped, frame.line()))  # noqa: F821
     else:
         ended = wait.result if wait is not None else None
         outcome = "host-timeout" if ended and ended[0] == "host-timeout" else "timeout"
-        print("jumpstarter-can %s %d %d" % (outcome, _now_ns(machine), node.dropped))  # noqa: F821
+        print("jumpstarter-can %s %d %d" % (outcome, _now_ns(machine), dropped))  # noqa: F821
 
 
 def mc_jumpstarter_can_periodic(hub_name, task, frames, period_ns, duration_ns):
@@ -436,8 +459,9 @@ def mc_jumpstarter_can_fmi_fix(peripheral_name):
     if peripheral.GetType().Name != "STMCAN" or getattr(peripheral, "IsSlave", False):
         print("jumpstarter-can fmi not-stmcan")
         return
-    for key in [key for key in fmi_fixed if DotNetObject.ReferenceEquals(key[0], peripheral)]:
-        fmi_fixed.remove(key)
+    alive = list(EmulationManager.Instance.CurrentEmulation.Machines)
+    for key in [key for key in fmi_fixed if key[1] not in alive or DotNetObject.ReferenceEquals(key[0], peripheral)]:
+        fmi_fixed.remove(key)  # peripherals of machines a `Load` replaced, or this one hooked before
     _set_fmi_hook(machine, peripheral)
     fmi_fixed.append((peripheral, machine))
     print("jumpstarter-can fmi fixed")

@@ -139,17 +139,24 @@ class Wait(object):
 
 def _start(emulation):
     """Emulation.StartAll without the 100 ms host sleep it ends with (Emulation.cs, a workaround for the
-    monitor's `s;p`), which every wait on a paused board would pay. IsStarted (a private setter) goes first:
-    a wait that ends at once must find the emulation started, or its pause request would be ignored."""
-    setter = emulation.GetType().GetMethod("set_IsStarted", BindingFlags.NonPublic | BindingFlags.Instance)
-    if setter is None:  # not the Renode this was measured on: its own start
+    monitor's `s;p`), which every wait on a paused board would pay: its steps, in its order, under its lock
+    (machLock, private: reached by reflection, as is IsStarted's private setter)."""
+    flags = BindingFlags.NonPublic | BindingFlags.Instance
+    kind = emulation.GetType()
+    lock_field, setter = kind.GetField("machLock", flags), kind.GetMethod("set_IsStarted", flags)
+    if lock_field is None or setter is None:  # not the Renode this was measured on: its own start
         emulation.StartAll()
         return
-    setter.Invoke(emulation, (True,))
-    emulation.ExternalsManager.Start()
-    for machine in list(emulation.Machines):
-        machine.Start()
-    emulation.MasterTimeSource.Start()
+    lock = lock_field.GetValue(emulation)
+    Lock.Enter(lock)
+    try:
+        emulation.ExternalsManager.Start()
+        for machine in list(emulation.Machines):
+            machine.Start()
+        emulation.MasterTimeSource.Start()
+        setter.Invoke(emulation, (True,))
+    finally:
+        Lock.Exit(lock)
 
 
 def _paused():
