@@ -131,7 +131,7 @@ def test_jmp_shell_session_with_the_can_example(backend, tmp_path, firmware):
     out = jmp_shell(tmp_path, script, backend.timeout(120, 300))
     lines = out.replace("\r", "").splitlines()
     dumped = [line for line in lines if re.fullmatch(r"\(\d+\.\d{6}\) vehicle 100#[0-9A-F]{16}", line)]
-    assert len(dumped) == 2, out  # the periodic frame of each ECU
+    assert len(dumped) == 2 and all(line.startswith("(0.010") for line in dumped), out  # each ECU's first
     assert len(re.findall(r"^\d+\.\d{9}$", out.replace("\r", ""), re.MULTILINE)) == 2, out  # both expects
     assert "whole bytes" in out and re.search(r"send exit [1-9]", out), out
     assert no_renode_left()
