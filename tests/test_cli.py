@@ -72,13 +72,18 @@ def test_jmp_shell_session_with_the_example_config(backend, tmp_path, firmware):
 TWO_BOARDS = EXAMPLE.parent / "two-boards.yaml"
 
 
-@pytest.mark.timeout(420)
-def test_jmp_shell_session_with_the_two_board_example(backend, tmp_path, firmware):
-    """Machines are nested children in the CLI: `j ecus a ...`; power and time are the target's."""
-    config = yaml.safe_load(TWO_BOARDS.read_text())
+def ecus_config(example: Path, backend, tmp_path: Path) -> None:
+    """An example whose target is `ecus`, as tmp_path/exporter.yaml, on `backend`."""
+    config = yaml.safe_load(example.read_text())
     if backend.standin:
         config["export"]["ecus"]["config"]["renode_path"] = str(STANDIN)
     (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.timeout(420)
+def test_jmp_shell_session_with_the_two_board_example(backend, tmp_path, firmware):
+    """Machines are nested children in the CLI: `j ecus a ...`; power and time are the target's."""
+    ecus_config(TWO_BOARDS, backend, tmp_path)
     fw = firmware()
     (tmp_path / "fw.elf").write_bytes(fw.elf.read_bytes())
     script = (
@@ -116,10 +121,7 @@ CAN_ECUS = EXAMPLE.parent / "can-ecus.yaml"
 @pytest.mark.timeout(420)
 def test_jmp_shell_session_with_the_can_example(backend, tmp_path, firmware):
     """A CAN hub is a child of the target in the CLI: `j ecus vehicle send` / `dump`, as the example says."""
-    config = yaml.safe_load(CAN_ECUS.read_text())
-    if backend.standin:
-        config["export"]["ecus"]["config"]["renode_path"] = str(STANDIN)
-    (tmp_path / "exporter.yaml").write_text(yaml.safe_dump(config))
+    ecus_config(CAN_ECUS, backend, tmp_path)
     fw = firmware(variant="can_ecu")
     (tmp_path / "fw.elf").write_bytes(fw.elf.read_bytes())
     script = (

@@ -99,16 +99,21 @@ class Hub:
         self.members.remove((machine, periph))
         return None
 
-    def transmit(self, sender, periph, data, now_ns):
-        """HandleCharReceived for each byte the sender's UART printed (on the CPU thread, at now_ns)."""
-        if self.kind != "UART" or not self.started:
-            return
-        due = (now_ns // QUANTUM_NS + 1) * QUANTUM_NS
+    def recipients(self, sender, periph):
+        """The members a transmission reaches: not the sender (unless loopback), only machines still there."""
         for machine, recipient in list(self.members):
             if (machine, recipient) == (sender, periph) and not self.loopback:
                 continue
             if machine.emu.machines.get(machine.name) is not machine:
                 continue  # removed from the emulation
+            yield machine, recipient
+
+    def transmit(self, sender, periph, data, now_ns):
+        """HandleCharReceived for each byte the sender's UART printed (on the CPU thread, at now_ns)."""
+        if self.kind != "UART" or not self.started:
+            return
+        due = (now_ns // QUANTUM_NS + 1) * QUANTUM_NS
+        for machine, recipient in self.recipients(sender, periph):
             machine.hub_receive(recipient, data, due)
 
     def transmit_frame(self, sender, periph, frame, now_ns):
@@ -131,11 +136,7 @@ class Hub:
         if not self.started:
             return
         due = (now_ns // QUANTUM_NS + 1) * QUANTUM_NS
-        for machine, recipient in list(self.members):
-            if (machine, recipient) == (sender, periph) and not self.loopback:
-                continue
-            if machine.emu.machines.get(machine.name) is not machine:
-                continue  # removed from the emulation
+        for machine, recipient in self.recipients(sender, periph):
             machine.can_deliver(recipient, frame, due)
 
     def state(self):

@@ -226,12 +226,10 @@ def _node(hub_name):
 
 
 def _hub(name):
-    manager = EmulationManager.Instance.CurrentEmulation.ExternalsManager
-    for external in manager.Externals:
-        found, external_name = manager.TryGetName(external)
-        if found and external_name == name:
-            return external
-    raise Refusal("no-can-hub", "no CAN hub %s" % name)  # noqa: F821
+    hub = _external(name)  # noqa: F821
+    if hub is None:
+        raise Refusal("no-can-hub", "no CAN hub %s" % name)  # noqa: F821
+    return hub
 
 
 def mc_jumpstarter_can_attach(hub_name, members):

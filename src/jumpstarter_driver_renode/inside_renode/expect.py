@@ -265,13 +265,21 @@ def _watch(uart_name):
     return watch
 
 
-def _terminal(name):
+def _external(name):
+    """The emulation's external (terminal, hub) of that name, or None."""
     manager = EmulationManager.Instance.CurrentEmulation.ExternalsManager
     for external in manager.Externals:
         found, external_name = manager.TryGetName(external)
         if found and external_name == name:
             return external
-    raise Refusal("no-terminal", "no terminal %s" % name)
+    return None
+
+
+def _terminal(name):
+    terminal = _external(name)
+    if terminal is None:
+        raise Refusal("no-terminal", "no terminal %s" % name)
+    return terminal
 
 
 def mc_jumpstarter_watch(uart_name, terminal_name):
