@@ -228,7 +228,7 @@ def test_log_tail_and_follow(backend, firmware):
 
 
 def test_errors_quote_the_log_tail(standin, tmp_path, monkeypatch):
-    monkeypatch.setenv("STANDIN_CRASH_ON", "start")
+    monkeypatch.setenv("STANDIN_CRASH_ON", "jumpstarter_start")
     with target(standin) as (client, _):
         client.flasher.flash(write(tmp_path, "fw.elf", firmware_for(standin)))
         with pytest.raises(DriverError, match=r"(?s)Renode was killed by signal|Renode exited with code 134.*stderr"):

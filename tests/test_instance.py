@@ -154,7 +154,7 @@ async def test_boot_sequence(make, tmp_path):
         "connector Connect sysbus.usart2 term_console",
         'jumpstarter_watch "sysbus.usart2" "term_console"',
         f"sysbus LoadELF @{tmp_path}/fw.elf",  # no entry known: no reset macro, no memory to keep
-        "start",
+        "jumpstarter_start",
     ]
     assert instance.session.running and instance.machine == "m0"
 
@@ -177,7 +177,7 @@ async def test_images_get_their_entry_now_and_in_the_reset_macro(make, tmp_path,
     at = sent.index(load)
     assert sent[at + 1 : at + 4] == ["sysbus GetCPUs", "sysbus.cpu VectorTableOffset", expected]
     assert sent[at + 4] == f'macro reset "{expected}"'  # a reset boots the entry again, and loads nothing
-    assert "start" not in sent  # autostart off: paused at virtual time 0
+    assert "jumpstarter_start" not in sent  # autostart off: paused at virtual time 0
 
 
 async def test_restore_loads_without_the_ptys_and_keeps_the_run_state(make, tmp_path):
@@ -204,7 +204,7 @@ async def test_restore_loads_without_the_ptys_and_keeps_the_run_state(make, tmp_
         'jumpstarter_watch "sysbus.usart3" "term_debug"',
         "jumpstarter_rearm_reset",
         'macro reset "sysbus.cpu VectorTableOffset 0x8000000"',  # only in the macro: the CPU runs on
-        "start",
+        "jumpstarter_start",
     ]
     assert all(channel.attached for channel in instance.channels.values())
 
@@ -286,7 +286,7 @@ async def test_a_save_that_fails_halfway_puts_every_terminal_back_and_resumes(ma
         'jumpstarter_unpark "term_console"',
         "connector Connect sysbus.usart2 term_console",
         "jumpstarter_hook",
-        "start",
+        "jumpstarter_start",
     ]
     assert instance.session.running
     assert not (tmp_path / "s.save").exists()

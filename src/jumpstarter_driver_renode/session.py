@@ -161,7 +161,9 @@ class RenodeSession:
     # -- the emulation's run state ----------------------------------------------------------------
 
     async def resume(self) -> None:
-        await self.monitor.execute("start")
+        """Start the emulation: the monitor's `start` less the 100 ms host sleep it ends with (expect.py's
+        helper; loaded with the features, before anything resumes)."""
+        await self.monitor.execute("jumpstarter_start")
         self.running = True
 
     async def pause(self, timeout: float | None = None) -> None:

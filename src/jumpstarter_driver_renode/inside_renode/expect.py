@@ -159,6 +159,11 @@ def _start(emulation):
         Lock.Exit(lock)
 
 
+def mc_jumpstarter_start():
+    """The monitor's `start` (Emulation.StartAll) without its 100 ms host sleep: the driver's resume."""
+    _start(EmulationManager.Instance.CurrentEmulation)
+
+
 def _paused():
     return not EmulationManager.Instance.CurrentEmulation.IsStarted
 
