@@ -25,7 +25,7 @@ from jumpstarter_driver_can.common import CanMessage
 from pydantic import validate_call
 
 from ..bounded import BoundedErrors
-from ..commands import MAX_VIRTUAL_SECONDS, check_number
+from ..commands import MAX_VIRTUAL_SECONDS, check_number, check_peripheral
 from ..errors import ErrorKind, RenodeCommandError, RenodeError, RenodeStartError
 from ..session import wait_limit
 from ..spec import BoardSpec, HubSpec
@@ -121,6 +121,16 @@ def periodic(hub: str, task: str, msgs: Sequence[CanMessage], period: float, dur
     return f'jumpstarter_can_periodic "{hub}" "{task}" "{items}" "{round(period * 1e9)}" "{end}"'
 
 
+def stop(hub: str, task: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{32}", task):
+        raise ValueError(f"not a periodic send's id: {task!r}")
+    return f'jumpstarter_can_stop "{hub}" "{task}"'
+
+
+def fmi_fix(peripheral: str) -> str:
+    return f'jumpstarter_can_fmi_fix "{check_peripheral(peripheral)}"'
+
+
 @dataclass(frozen=True)
 class Received:
     outcome: str  # frame, timeout, host-timeout
@@ -177,7 +187,7 @@ class CanBus(Feature):
             try:
                 await session.execute(attach(hub.name, members))
                 for machine, peripheral in hub.connect:
-                    await session.on(machine, f'jumpstarter_can_fmi_fix "{peripheral}"')
+                    await session.on(machine, fmi_fix(peripheral))
             except RenodeCommandError as exc:
                 if exc.kind is not ErrorKind.HELPER:
                     raise
@@ -305,7 +315,7 @@ class RenodeCanBus(BoundedErrors, Driver):
     async def _stop(self, task: str) -> None:
         if self.parent.target.state.value != "on":
             return  # a board that is off sends nothing
-        await self._command(f'jumpstarter_can_stop "{self.hub.name}" "{task}"', "stop a periodic CAN send")
+        await self._command(stop(self.hub.name, task), "stop a periodic CAN send")
 
     @export
     @validate_call(validate_return=True)
