@@ -276,21 +276,7 @@ def mc_jumpstarter_can_hook():
 
 def _drop_periodic(node):
     for machine in set(m for m, _ in node.members):
-        clock = machine.ClockSource
-        for entry in list(clock.GetAllClockEntries()):
-            if entry.LocalName == PERIODIC_NAME:
-                clock.TryRemoveClockEntry(entry.Handler)
-
-
-def mc_jumpstarter_can_forget(hub_name):
-    """Forget the recorded frames (a snapshot's timeline replaced this one)."""
-    node = _node(hub_name)
-    Lock.Enter(node.lock)
-    try:
-        node.frames = []
-        node.dropped = 0
-    finally:
-        Lock.Exit(node.lock)
+        _drop_entries(machine, PERIODIC_NAME)  # noqa: F821
 
 
 def _frame(ident, flags, data_hex):

@@ -310,12 +310,18 @@ def mc_jumpstarter_hook():
         watch.hook()
 
 
-def _drop_timeouts(machine):
-    """A timeout's clock entry outlives the wait it was for; `Save` would try to serialize it."""
+def _drop_entries(machine, name):
+    """Remove the machine's clock entries of that name (ScheduleAction's): `Save` would try to serialize
+    their Python actions."""
     clock = machine.ClockSource
     for entry in list(clock.GetAllClockEntries()):
-        if entry.LocalName == TIMEOUT_NAME:
+        if entry.LocalName == name:
             clock.TryRemoveClockEntry(entry.Handler)
+
+
+def _drop_timeouts(machine):
+    """A timeout's clock entry outlives the wait it was for."""
+    _drop_entries(machine, TIMEOUT_NAME)
 
 
 def mc_jumpstarter_forget(uart_name):
